@@ -1,0 +1,5 @@
+import sys
+
+from pixelssl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,113 @@
+"""Two random views of one image, each with its geometry: crop box in source-image coordinates and flip flag.
+
+Boxes follow PixPro's release (``../shared/METHODS.md``): a crop with top-left pixel (left, top) and size
+(w, h) in a W x H image has box ``(left / (W - 1), top / (H - 1), (left + w - 1) / (W - 1), (top + h - 1) / (H - 1))``.
+The box is stored unflipped; the flip flag tells ``dense.geometry`` to mirror the cell order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+
+@dataclass
+class View:
+    image: Tensor  # (3, size, size) uint8
+    box: Tensor  # (4,) float32, normalised (x0, y0, x1, y1)
+    flipped: bool
+
+
+def crop_box(top: int, left: int, height: int, width: int, image_h: int, image_w: int) -> Tensor:
+    """Normalised box of a crop (inclusive pixel indices over size - 1, as PixPro's release)."""
+    sx = max(image_w - 1, 1)
+    sy = max(image_h - 1, 1)
+    return torch.tensor(
+        [left / sx, top / sy, (left + width - 1) / sx, (top + height - 1) / sy], dtype=torch.float32
+    )
+
+
+def boxes_overlap(box1: Tensor, box2: Tensor) -> bool:
+    """Whether two boxes share an area (touching edges do not count)."""
+    return bool(
+        min(box1[2], box2[2]) > max(box1[0], box2[0]) and min(box1[3], box2[3]) > max(box1[1], box2[1])
+    )
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+def random_resized_crop_params(
+    image_h: int, image_w: int, scale: tuple[float, float], ratio: tuple[float, float],
+    generator: torch.Generator, attempts: int = 10,
+) -> tuple[int, int, int, int]:
+    """Inception-style crop (area fraction in ``scale``, log-uniform aspect ratio in ``ratio``): (top, left, h, w).
+
+    Same distribution as torchvision's RandomResizedCrop, but drawn from an explicit generator so a sample's
+    views depend only on its seed (exact resume, any number of loader workers).
+    """
+    area = image_h * image_w
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        target_area = area * _uniform(generator, *scale)
+        aspect = math.exp(_uniform(generator, *log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= image_w and 0 < h <= image_h:
+            top = int(torch.randint(0, image_h - h + 1, (), generator=generator))
+            left = int(torch.randint(0, image_w - w + 1, (), generator=generator))
+            return top, left, h, w
+    # Fallback: central crop at the nearest allowed aspect ratio.
+    in_ratio = image_w / image_h
+    if in_ratio < ratio[0]:
+        w, h = image_w, int(round(image_w / ratio[0]))
+    elif in_ratio > ratio[1]:
+        h, w = image_h, int(round(image_h * ratio[1]))
+    else:
+        w, h = image_w, image_h
+    return (image_h - h) // 2, (image_w - w) // 2, h, w
+
+
+class TwoViewSampler:
+    """Draws two random-resized, randomly flipped crops of an image with their boxes.
+
+    With ``require_overlap`` the pair is redrawn (up to ``max_resample`` times) until the crops overlap,
+    which PixCon's matching needs; the last pair is kept if none overlaps.
+    """
+
+    def __init__(
+        self, size: int, scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        flip_prob: float = 0.5, require_overlap: bool = False, max_resample: int = 20,
+    ) -> None:
+        self.size = size
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.ratio = (float(ratio[0]), float(ratio[1]))
+        self.flip_prob = flip_prob
+        self.require_overlap = require_overlap
+        self.max_resample = max_resample
+
+    def view(self, image: Tensor, generator: torch.Generator) -> View:
+        """One crop of a (3, H, W) uint8 image, resized to (size, size), maybe flipped."""
+        _, image_h, image_w = image.shape
+        top, left, h, w = random_resized_crop_params(image_h, image_w, self.scale, self.ratio, generator)
+        crop = TF.resized_crop(
+            image, top, left, h, w, [self.size, self.size], interpolation=InterpolationMode.BILINEAR, antialias=True
+        )
+        flipped = bool(torch.rand((), generator=generator) < self.flip_prob)
+        if flipped:
+            crop = TF.horizontal_flip(crop)
+        return View(crop, crop_box(top, left, h, w, image_h, image_w), flipped)
+
+    def __call__(self, image: Tensor, generator: torch.Generator) -> tuple[View, View]:
+        tries = self.max_resample if self.require_overlap else 1
+        for _ in range(tries):
+            first, second = self.view(image, generator), self.view(image, generator)
+            if not self.require_overlap or boxes_overlap(first.box, second.box):
+                break
+        return first, second

@@ -1,0 +1,26 @@
+"""Where features meet geometry: cell centres, positive matching, similarity propagation."""
+
+from pixelssl.dense.geometry import bin_diagonal, cell_centers, in_box, normalized_distances
+from pixelssl.dense.matching import coordinate_positives, feature_argmax, nearest_cell
+from pixelssl.dense.propagation import (
+    cosine_similarity_matrix,
+    masked_softmax,
+    pixel_propagation,
+    propagate,
+    sharpen,
+)
+
+__all__ = [
+    "bin_diagonal",
+    "cell_centers",
+    "coordinate_positives",
+    "cosine_similarity_matrix",
+    "feature_argmax",
+    "in_box",
+    "masked_softmax",
+    "nearest_cell",
+    "normalized_distances",
+    "pixel_propagation",
+    "propagate",
+    "sharpen",
+]

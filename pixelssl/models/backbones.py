@@ -1,0 +1,180 @@
+"""Backbones that return dense feature maps.
+
+torchvision ResNets keep torchvision's own parameter names (``conv1.weight``, ``layer1.0.bn1.running_mean``, ...)
+so an exported ``backbone.safetensors`` loads into ``torchvision.models.resnet50()`` with only ``fc`` missing.
+Nothing is downloaded: backbones start from random init or a local file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import resnet
+
+_RESNETS = {"resnet18": resnet.resnet18, "resnet34": resnet.resnet34, "resnet50": resnet.resnet50,
+            "resnet101": resnet.resnet101}
+LEVELS = ("c2", "c3", "c4", "c5")
+
+
+class Backbone(nn.Module):
+    """Common interface: ``forward(x) -> C5`` and ``forward_levels(x, levels) -> {level: map}``.
+
+    ``channels[level]`` and ``strides[level]`` describe each level; ``out_channels`` is C5's width.
+    """
+
+    channels: dict[str, int]
+    strides: dict[str, int]
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels["c5"]
+
+    def forward_levels(self, x: Tensor, levels: tuple[str, ...]) -> dict[str, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_levels(x, ("c5",))["c5"]
+
+
+def _block_out_channels(block: nn.Module) -> int:
+    last_conv = getattr(block, "conv3", None) or block.conv2  # Bottleneck or BasicBlock
+    return last_conv.out_channels
+
+
+class ResNetBackbone(Backbone):
+    """A torchvision ResNet without its pooling and classifier; C5 has stride 32 (7x7 at 224 px)."""
+
+    def __init__(self, name: str, zero_init_residual: bool = False) -> None:
+        super().__init__()
+        net = _RESNETS[name](weights=None, zero_init_residual=zero_init_residual)
+        for attr in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            setattr(self, attr, getattr(net, attr))
+        widths = [_block_out_channels(getattr(net, f"layer{i}")[-1]) for i in range(1, 5)]
+        self.channels = dict(zip(LEVELS, widths))
+        self.strides = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
+        self.name = name
+
+    def forward_levels(self, x: Tensor, levels: tuple[str, ...] = ("c5",)) -> dict[str, Tensor]:
+        unknown = set(levels) - set(LEVELS)
+        if unknown:
+            raise ValueError(f"unknown feature level(s) {sorted(unknown)}; choose from {LEVELS}")
+        out: dict[str, Tensor] = {}
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        deepest = max(LEVELS.index(level) for level in levels)
+        for index, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
+            x = layer(x)
+            if LEVELS[index] in levels:
+                out[LEVELS[index]] = x
+            if index == deepest:
+                break
+        return out
+
+
+class TimmBackbone(Backbone):
+    """Any timm model with ``features_only`` support (optional dependency: ``pip install pixelssl[timm]``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        try:
+            import timm
+        except ImportError as exc:
+            raise ImportError(f"backbone 'timm:{name}' needs timm: pip install timm") from exc
+        self.body = timm.create_model(name, pretrained=False, features_only=True)
+        info = self.body.feature_info
+        count = len(info.channels())
+        picked = list(range(max(0, count - 4), count))  # the deepest four levels as c2..c5
+        self._index = {LEVELS[4 - len(picked) + k]: i for k, i in enumerate(picked)}
+        self.channels = {lvl: info.channels()[i] for lvl, i in self._index.items()}
+        self.strides = {lvl: info.reduction()[i] for lvl, i in self._index.items()}
+        self.name = f"timm:{name}"
+
+    def forward_levels(self, x: Tensor, levels: tuple[str, ...] = ("c5",)) -> dict[str, Tensor]:
+        feats = self.body(x)
+        return {lvl: feats[self._index[lvl]] for lvl in levels}
+
+
+def available_backbones() -> list[str]:
+    return sorted(_RESNETS) + ["timm:<name>"]
+
+
+def build_backbone(name: str, weights: str = "") -> Backbone:
+    """A backbone by name (``resnet18/34/50/101`` or ``timm:<model>``), optionally loaded from a local file."""
+    if name.startswith("timm:"):
+        model: Backbone = TimmBackbone(name[5:])
+    elif name in _RESNETS:
+        model = ResNetBackbone(name)
+    else:
+        raise ValueError(f"unknown backbone '{name}'; choose from {', '.join(available_backbones())}")
+    if weights:
+        load_backbone_weights(model, weights)
+    return model
+
+
+_PREFIXES = ("module.", "backbone.", "encoder.", "model.")
+
+
+def _strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if state and all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Tensors from a .safetensors file or a torch state dict (loaded with weights_only=True: no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file '{path}' does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read weights file '{path}': {str(exc).splitlines()[0]}") from exc
+    for key in ("backbone", "state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(f"weights file '{path}' does not hold a state dict")
+    return obj
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load backbone weights, tolerating common wrapper prefixes and a classifier (``fc.*``) in the file."""
+    state = _strip_prefixes(read_state_dict(path))
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s) e.g. '{missing[0]}'")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s) e.g. '{unexpected[0]}'")
+        raise ValueError(f"weights file '{path}' does not fit this backbone: {'; '.join(parts)}")
+    for key, value in state.items():
+        if own[key].shape != value.shape:
+            raise ValueError(
+                f"weights file '{path}': '{key}' has shape {tuple(value.shape)}, backbone expects {tuple(own[key].shape)}"
+            )
+    model.load_state_dict(state)
+
+
+def save_backbone(model: nn.Module, path: str | Path) -> None:
+    """Write the backbone's state dict (torchvision key names) as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp))
+    tmp.replace(path)

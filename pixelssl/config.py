@@ -102,7 +102,7 @@ class TrainConfig:
     warmup_epochs: float = opt(5.0, "linear warm-up length in epochs (fractions allowed)")
     warmup_steps: int = opt(-1, "linear warm-up in steps; -1 = derive from warmup_epochs")
     grad_clip: float = opt(0.0, "clip the global gradient norm to this value (0 = off)")
-    amp: str = opt("auto", "autocast: auto (bf16 where the hardware has it) | off | bf16 | fp16 (CUDA)")
+    amp: str = opt("auto", "autocast: auto (bf16 where the hardware has it, else fp32) | fp32 | bf16 | fp16 (CUDA)")
     channels_last: bool = opt(True, "use channels_last memory format for the networks")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
     threads: int = opt(0, "torch CPU threads (0 = leave torch's default)")
@@ -220,6 +220,16 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _preset_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:
+    """A preset and the presets it builds on (``_base_: other_preset``), base first."""
+    if path in seen:
+        raise ConfigError(f"config file '{path}' includes itself through _base_")
+    data = _read_yaml(path)
+    base = data.pop("_base_", None)
+    layers = _preset_layers(find_preset(str(base)), (*seen, path)) if base else []
+    return [*layers, (data, f"'{path}'")]
+
+
 def _parse_overrides(overrides: list[str], schema: type) -> dict:
     merged = OmegaConf.create()
     for item in overrides:
@@ -243,8 +253,7 @@ def load_config(schema: type[T], preset: str | None = None, overrides: list[str]
     if base is not None:
         layers.append((base, "the saved config"))
     if preset:
-        path = find_preset(preset)
-        layers.append((_read_yaml(path), f"'{path}'"))
+        layers += _preset_layers(find_preset(preset))
     if overrides:
         layers.append((_parse_overrides(list(overrides), schema), "the command line"))
     for layer, source in layers:
@@ -318,7 +327,7 @@ def _validate_pretrain(cfg: PretrainConfig) -> None:
     require(t.weight_decay >= 0, "train.weight_decay", "must be >= 0")
     require(t.warmup_epochs >= 0, "train.warmup_epochs", "must be >= 0")
     require(t.grad_clip >= 0, "train.grad_clip", "must be >= 0")
-    choice(t.amp, "train.amp", ("auto", "off", "bf16", "fp16"))
+    choice(t.amp, "train.amp", ("auto", "fp32", "bf16", "fp16"))
     require(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device",
             f"'{t.device}' is not auto, cpu, cuda or cuda:N")
     require(t.log_every >= 1, "train.log_every", "must be >= 1")

@@ -12,9 +12,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
+    """Dot product of every column of ``a`` (B, C, Na) with every column of ``b`` (B, C, Nb): (B, Na, Nb).
+
+    DeepFill v1's contextual attention scores raw foreground patches against unit background patches this way.
+    """
+    return torch.bmm(a.transpose(1, 2), b)
+
+
 def cosine_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
     """Cosine similarity of every column of ``a`` (B, C, Na) with every column of ``b`` (B, C, Nb): (B, Na, Nb)."""
-    return torch.bmm(F.normalize(a, dim=1).transpose(1, 2), F.normalize(b, dim=1))
+    return similarity_matrix(F.normalize(a, dim=1), F.normalize(b, dim=1))
 
 
 def sharpen(similarity: Tensor, gamma: float) -> Tensor:
@@ -32,7 +40,7 @@ def masked_softmax(scores: Tensor, valid: Tensor, scale: float = 1.0) -> Tensor:
     give all-zero weights (not NaN).
     """
     valid = valid.to(scores.dtype)
-    weights = torch.softmax(scores * valid * scale, dim=-1)
+    weights = torch.softmax(scores * (valid * scale), dim=-1)  # one pass over scores; same values for 0/1 masks
     return weights * valid
 
 

@@ -1,0 +1,142 @@
+"""Pre-training batches: two views per image, reproducible per (seed, epoch, index).
+
+Every sample draws its crops from its own generator and its photometric augmentation from a forked,
+re-seeded torch RNG, so a batch depends only on (seed, step): resuming at step k yields exactly the
+batches an uninterrupted run would have seen, for any number of loader workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from pixelssl.data.views import TwoViewSampler
+
+log = logging.getLogger(__name__)
+
+
+class ImageSource(Protocol):
+    def __len__(self) -> int: ...
+    def load(self, index: int) -> Tensor: ...
+    def describe(self, index: int) -> str: ...
+
+
+def sample_seed(seed: int, epoch: int, index: int, stream: int = 0) -> int:
+    """A well-mixed 63-bit seed for one sample (independent streams for crops and photometry)."""
+    return int(np.random.SeedSequence([seed, epoch, index, stream]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+class TwoViewDataset(Dataset):
+    """Item ``(epoch, index)`` -> dict with both views, their boxes and flip flags.
+
+    Unreadable files are replaced by the next readable one; their paths travel with the batch
+    (``"skipped"``) so the training process can warn once per file and count them.
+    """
+
+    def __init__(self, source: ImageSource, views: TwoViewSampler,
+                 augment: tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]], seed: int) -> None:
+        self.source = source
+        self.views = views
+        self.augment = augment
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
+        from pixelssl.data.datasets import load_with_fallback
+
+        epoch, index = item
+        image, skipped = load_with_fallback(self.source, index)
+        generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index, 0))
+        first, second = self.views(image, generator)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, epoch, index, 1))
+            view1 = self.augment[0](first.image)
+            view2 = self.augment[1](second.image)
+        return {"view1": view1, "view2": view2, "box1": first.box, "box2": second.box,
+                "flip1": torch.tensor(first.flipped), "flip2": torch.tensor(second.flipped), "skipped": skipped}
+
+
+def collate_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors; concatenate the lists of skipped file paths."""
+    batch: dict[str, Any] = {k: torch.stack([s[k] for s in samples]) for k in samples[0] if k != "skipped"}
+    batch["skipped"] = [p for s in samples for p in s["skipped"]]
+    return batch
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Yields the batches of steps ``start_step .. total_steps - 1``.
+
+    Epoch e visits a permutation of the dataset seeded by (seed, e); step s uses batch ``s % steps_per_epoch``
+    of epoch ``s // steps_per_epoch`` (the incomplete last batch of an epoch is dropped).
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int, total_steps: int) -> None:
+        if num_items < batch_size:
+            raise ValueError(f"the dataset has {num_items} images, fewer than one batch of {batch_size}")
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start_step = start_step
+        self.total_steps = total_steps
+        self.steps_per_epoch = num_items // batch_size
+
+    def __len__(self) -> int:
+        return max(self.total_steps - self.start_step, 0)
+
+    def _order(self, epoch: int) -> Tensor:
+        generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, 0, stream=2))
+        return torch.randperm(self.num_items, generator=generator)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, order = -1, None
+        for step in range(self.start_step, self.total_steps):
+            step_epoch, within = divmod(step, self.steps_per_epoch)
+            if step_epoch != epoch:
+                epoch, order = step_epoch, self._order(step_epoch)
+            chunk = order[within * self.batch_size:(within + 1) * self.batch_size]
+            yield [(epoch, int(i)) for i in chunk]
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers must not compete with the training threads
+
+
+def build_pretrain_loader(dataset: TwoViewDataset, batch_size: int, seed: int, start_step: int,
+                          total_steps: int, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over the steps still to run (workers seeded per sample, not per process)."""
+    sampler = StepBatchSampler(len(dataset), batch_size, seed, start_step, total_steps)
+    return DataLoader(
+        dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_pairs,
+        pin_memory=pin_memory, worker_init_fn=_worker_init if num_workers > 0 else None,
+        prefetch_factor=4 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched (exact resume)
+    )
+
+
+def build_image_source(data_cfg: Any) -> ImageSource:
+    """The training images: an image folder when ``data.root`` is set, else the built-in synthetic scenes."""
+    if data_cfg.root:
+        from pixelssl.data.datasets import ImageFolder
+
+        return ImageFolder(data_cfg.root)
+    from pixelssl.data.synthetic import SyntheticScenes
+
+    syn = data_cfg.synthetic
+    return SyntheticScenes(syn.num_images, size=syn.size, num_classes=syn.num_classes, seed=syn.seed, split="train")
+
+
+def build_two_view_dataset(data_cfg: Any, seed: int) -> TwoViewDataset:
+    """Source + crop sampler + per-view photometric augmentation, as configured in ``data``."""
+    from pixelssl.data.augment import build_augment
+
+    views = TwoViewSampler(data_cfg.image_size, tuple(data_cfg.crop_scale), tuple(data_cfg.crop_ratio),
+                           data_cfg.flip_prob, data_cfg.require_overlap, data_cfg.max_resample)
+    augment = (build_augment(data_cfg.augment, 0), build_augment(data_cfg.augment, 1))
+    return TwoViewDataset(build_image_source(data_cfg), views, augment, seed)

@@ -1,0 +1,76 @@
+"""Self-supervised losses, one function each, on L2-normalised features.
+
+Dense losses take channel-first maps flattened to (B, C, N) and a positive mask (B, N1, N2) from
+``pixelssl.dense.matching``; every one is finite when an image has no positives.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _fp32(t: Tensor) -> Tensor:
+    """Losses are computed in at least fp32 (autocast may hand over bf16/fp16 products)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def pixpro_consistency(pred: Tensor, key: Tensor, positives: Tensor) -> Tensor:
+    """PixPro pixel-to-propagation consistency for one direction (release's ``regression_loss``).
+
+    ``pred`` (B, C, N1) and ``key`` (B, C, N2) are normalised; per image the cosine is averaged over
+    its positive pairs, then ``-2 * mean`` over the batch. An image without positives contributes 0
+    and still counts in the mean (as the release does).
+    """
+    cos = _fp32(torch.bmm(pred.transpose(1, 2), key.to(pred.dtype)))  # (B, N1, N2)
+    pos = positives.to(cos.dtype)
+    per_image = (cos * pos).sum(dim=(1, 2)) / (pos.sum(dim=(1, 2)) + 1e-6)
+    return -2.0 * per_image.mean()
+
+
+def negative_cosine(pred: Tensor, target: Tensor) -> Tensor:
+    """BYOL-style regression ``-2 * mean(cos(pred, target))`` on (B, C) vectors (PixPro instance branch)."""
+    return -2.0 * (F.normalize(_fp32(pred), dim=1) * F.normalize(_fp32(target), dim=1)).sum(dim=1).mean()
+
+
+def info_nce(query: Tensor, key: Tensor, negatives: Tensor | None, temperature: float) -> Tensor:
+    """Instance InfoNCE (MoCo): the positive of query i is key i.
+
+    With a queue, negatives are its entries (K, C); without one, the other keys of the batch.
+    """
+    query, key = _fp32(query), _fp32(key).to(_fp32(query).dtype)
+    if negatives is None:
+        logits = query @ key.t() / temperature  # (B, B): diagonal = positives
+        labels = torch.arange(query.shape[0], device=query.device)
+        return F.cross_entropy(logits, labels)
+    pos = (query * key).sum(dim=1, keepdim=True)  # (B, 1)
+    neg = query @ negatives.to(query.dtype).t()  # (B, K)
+    logits = torch.cat((pos, neg), dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(query.shape[0], dtype=torch.long, device=query.device))
+
+
+def pixel_info_nce(
+    query: Tensor, key: Tensor, positives: Tensor, valid: Tensor, temperature: float,
+    negatives: Tensor | None = None,
+) -> Tensor:
+    """PixContrast: for each query pixel i, ``-log(sum_pos e^{s/t} / (sum_pos e^{s/t} + sum_neg e^{s/t}))``.
+
+    query (B, C, N1) and key (B, C, N2) normalised; positives (B, N1, N2); the other key pixels of the same
+    image (and the optional extra ``negatives`` (K, C)) are negatives. Averaged over valid query pixels
+    (inside the views' intersection) of the whole batch; pixels without any positive are never averaged.
+    """
+    logits = _fp32(torch.bmm(query.transpose(1, 2), key.to(query.dtype))) / temperature  # (B, N1, N2)
+    pos = positives.to(torch.bool)
+    has_pos = pos.any(dim=-1)
+    valid = valid.to(torch.bool) & has_pos
+    # Rows without positives are excluded below; give them a finite numerator so no NaN reaches backward.
+    pos = pos | ~has_pos[..., None]
+    all_logits = logits
+    if negatives is not None:
+        extra = torch.einsum("bcn,kc->bnk", _fp32(query), negatives.to(logits.dtype)) / temperature  # (B, N1, K)
+        all_logits = torch.cat((logits, extra), dim=-1)
+    log_denominator = torch.logsumexp(all_logits, dim=-1)
+    log_numerator = torch.logsumexp(logits.masked_fill(~pos, float("-inf")), dim=-1)
+    per_pixel = torch.where(valid, log_denominator - log_numerator, torch.zeros_like(log_denominator))
+    return per_pixel.sum() / valid.sum().clamp(min=1)

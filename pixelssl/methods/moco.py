@@ -1,0 +1,45 @@
+"""MoCo-v2 (Chen et al., 2020): instance-level InfoNCE against a queue, the control for every dense method.
+
+views -> backbone -> global pool -> MLP head (FC -> ReLU -> FC, no BN) -> normalise (queries);
+momentum copies give keys (with shuffled BatchNorm groups); symmetric loss (mean of both directions);
+one randomly chosen view's keys are enqueued each step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pixelssl.config import PretrainConfig
+from pixelssl.losses import info_nce
+from pixelssl.methods.base import Method, shuffled_forward
+from pixelssl.methods.registry import register_method
+from pixelssl.models.heads import MLP, global_pool
+from pixelssl.models.queue import FeatureQueue
+
+
+@register_method("moco")
+class MoCo(Method):
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__(cfg)
+        self.head = MLP(self.backbone.out_channels, cfg.model.proj_hidden_dim, cfg.model.proj_dim)
+        self.temperature = float(cfg.method.temperature)
+        self.shuffle_groups = int(cfg.method.shuffle_bn_groups)
+        self.queue = FeatureQueue(cfg.model.proj_dim, cfg.method.queue_size) if cfg.method.queue_size > 0 else None
+        self.add_teacher("backbone", "head")
+
+    def _key(self, view: Tensor) -> Tensor:
+        return F.normalize(self.head_k(global_pool(shuffled_forward(self.backbone_k, view, self.shuffle_groups))), dim=1)
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        views = self.views(batch)
+        queries = [F.normalize(self.head(global_pool(self.backbone(v))), dim=1) for v in views]
+        with torch.no_grad():
+            keys = [self._key(v) for v in views]
+        negatives = self.queue.keys.clone() if self.queue is not None else None
+        loss = 0.5 * (info_nce(queries[0], keys[1], negatives, self.temperature)
+                      + info_nce(queries[1], keys[0], negatives, self.temperature))
+        if self.queue is not None:
+            self.queue.enqueue(keys[int(torch.randint(2, ()))])
+        return {"loss": loss}

@@ -1,0 +1,49 @@
+"""PixContrast: pixel-level InfoNCE (the contrastive baseline of the PixPro paper, sec. 3.2).
+
+views -> online backbone -> 1x1-conv projector (queries) / momentum copies (keys); for a query pixel of
+view 1 the key pixels of view 2 closer than ``pos_ratio`` are positives and the other key pixels (plus an
+optional queue of per-image pooled keys) are negatives; averaged over query pixels inside the views'
+intersection, then symmetrised (mean of the two directions).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pixelssl.config import PretrainConfig
+from pixelssl.losses import pixel_info_nce
+from pixelssl.methods.base import Method
+from pixelssl.methods.registry import register_method
+from pixelssl.models.heads import ConvMLP, global_pool
+from pixelssl.models.queue import FeatureQueue
+
+
+@register_method("pixcontrast")
+class PixContrast(Method):
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__(cfg)
+        self.projector = ConvMLP(self.backbone.out_channels, cfg.model.proj_hidden_dim, cfg.model.proj_dim)
+        self.pos_ratio = float(cfg.method.pos_ratio)
+        self.temperature = float(cfg.method.temperature)
+        self.queue = FeatureQueue(cfg.model.proj_dim, cfg.method.queue_size) if cfg.method.queue_size > 0 else None
+        self.add_teacher("backbone", "projector")
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        views = self.views(batch)
+        queries = [F.normalize(self.projector(self.backbone(v)), dim=1) for v in views]
+        with torch.no_grad():
+            keys = [F.normalize(self.projector_k(self.backbone_k(v)), dim=1) for v in views]
+
+        shape = tuple(queries[0].shape[-2:])
+        pos = self.coordinate_positives(batch, shape, self.pos_ratio)
+        inside1, inside2 = self.intersection_cells(batch, shape)
+        negatives = self.queue.keys.clone() if self.queue is not None else None
+        q1, q2, k1, k2 = (t.flatten(2) for t in (*queries, *keys))
+        loss = 0.5 * (pixel_info_nce(q1, k2, pos, inside1, self.temperature, negatives)
+                      + pixel_info_nce(q2, k1, pos.transpose(1, 2), inside2, self.temperature, negatives))
+        if self.queue is not None:  # one randomly chosen view's pooled keys per step (as DenseCL / PixCon)
+            pick = int(torch.randint(2, ()))
+            self.queue.enqueue(F.normalize(global_pool(keys[pick]), dim=1))
+        return {"loss": loss, "valid_pixels": (inside1.sum() + inside2.sum()).float() / (2 * inside1.shape[0])}

@@ -1,0 +1,42 @@
+"""Methods by name: ``@register_method("pixpro")`` on the class, ``build_method(cfg)`` to create one."""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from pixelssl.config import PretrainConfig
+    from pixelssl.methods.base import Method
+
+_METHODS: dict[str, type] = {}
+
+
+def register_method(name: str) -> Callable[[type], type]:
+    """Class decorator adding a Method subclass to the registry under ``name``."""
+
+    def add(cls: type) -> type:
+        if name in _METHODS and _METHODS[name] is not cls:
+            raise ValueError(f"method '{name}' is registered twice")
+        cls.method_name = name
+        _METHODS[name] = cls
+        return cls
+
+    return add
+
+
+def available_methods() -> list[str]:
+    import pixelssl.methods  # noqa: F401  (importing the package registers every method)
+
+    return sorted(_METHODS)
+
+
+def build_method(cfg: PretrainConfig) -> Method:
+    """Instantiate the method named by ``cfg.method.name`` from the full pre-training config."""
+    names = available_methods()
+    name = cfg.method.name
+    if name not in _METHODS:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; choose from {', '.join(names)}"
+        raise ValueError(f"unknown method '{name}'{hint}")
+    return _METHODS[name](cfg)

@@ -1,0 +1,86 @@
+"""Optimisers and the learning-rate schedule.
+
+LARS as in the PixPro / BYOL releases: weight decay added to the gradient, then a per-tensor trust ratio
+``eta * ||w|| / ||g||``; BatchNorm parameters and biases get neither (``lars_exclude``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Split trainable parameters: conv/linear weights decay; 1-d tensors (BN, biases) neither decay nor adapt."""
+    decay, plain = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (plain if param.ndim <= 1 else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "lars_exclude": False},
+        {"params": plain, "weight_decay": 0.0, "lars_exclude": True},
+    ]
+
+
+class LARS(Optimizer):
+    """Layer-wise adaptive rate scaling with heavy-ball momentum, vectorised with foreach ops."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001, eps: float = 1e-8) -> None:
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                        trust_coefficient=trust_coefficient, eps=eps, lars_exclude=False)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001 - torch's Optimizer signature
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            if group["weight_decay"] > 0:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            if not group["lars_exclude"]:
+                p_norm = torch.stack(torch._foreach_norm(params))
+                g_norm = torch.stack(torch._foreach_norm(grads))
+                trust = torch.where((p_norm > 0) & (g_norm > 0),
+                                    group["trust_coefficient"] * p_norm / (g_norm + group["eps"]),
+                                    torch.ones_like(p_norm))
+                grads = torch._foreach_mul(grads, list(trust.unbind()))
+            # Zero-initialised buffers make the first step's update exactly the gradient (as torch's SGD).
+            for p in params:
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, grads)
+            torch._foreach_add_(params, bufs, alpha=-group["lr"])
+        return loss
+
+
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float) -> Optimizer:
+    """LARS or SGD over ``parameter_groups`` (the lr is set every step by ``lr_at``)."""
+    groups = parameter_groups(model, weight_decay)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, foreach=True)
+    raise ValueError(f"unknown optimizer '{name}' (choose lars or sgd)")
+
+
+def lr_at(step: int, total_steps: int, peak_lr: float, warmup_steps: int, final_lr: float = 0.0) -> float:
+    """Linear warm-up to ``peak_lr`` over ``warmup_steps``, then cosine decay to ``final_lr`` at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    span = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / span, 1.0)
+    return final_lr + (peak_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def set_lr(optimizer: Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

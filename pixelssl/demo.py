@@ -111,6 +111,6 @@ def print_table(rows: list[dict], budget: DemoBudget, seconds: float, out: Path)
         miou = f"{100 * r['miou']:.1f}"
         table.add_row(r["method"], str(r["steps"]), f"{r['pretrain_s']:.0f} s", loss,
                       f"[bold]{miou}[/bold]" if r["miou"] == best else miou, f"{100 * r['pixel_acc']:.1f}")
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 120)
     console.print(table)
     console.print(f"runs and results: {out.resolve()}  (results.md, results.json; `pixelssl info {out / 'pixpro'}`)")

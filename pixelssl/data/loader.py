@@ -8,22 +8,17 @@ batches an uninterrupted run would have seen, for any number of loader workers.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from pixelssl.data.datasets import ImageSource, load_with_fallback
 from pixelssl.data.views import TwoViewSampler
 
 log = logging.getLogger(__name__)
-
-
-class ImageSource(Protocol):
-    def __len__(self) -> int: ...
-    def load(self, index: int) -> Tensor: ...
-    def describe(self, index: int) -> str: ...
 
 
 def sample_seed(seed: int, epoch: int, index: int, stream: int = 0) -> int:
@@ -49,8 +44,6 @@ class TwoViewDataset(Dataset):
         return len(self.source)
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
-        from pixelssl.data.datasets import load_with_fallback
-
         epoch, index = item
         image, skipped = load_with_fallback(self.source, index)
         generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index, 0))

@@ -115,7 +115,7 @@ def build_backbone(name: str, weights: str = "") -> Backbone:
 _PREFIXES = ("module.", "backbone.", "encoder.", "model.")
 
 
-def _strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+def strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
     changed = True
     while changed:
         changed = False
@@ -149,7 +149,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
 def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     """Load backbone weights, tolerating common wrapper prefixes and a classifier (``fc.*``) in the file."""
-    state = _strip_prefixes(read_state_dict(path))
+    state = strip_prefixes(read_state_dict(path))
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))

@@ -14,13 +14,13 @@ from pixelssl.errors import PixelSSLError
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA on a machine without it is a clear error."""
+def resolve_device(name: str, key: str = "train.device") -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA on a machine without it is an error naming ``key``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise PixelSSLError(f"train.device={name} but CUDA is not available on this machine (use cpu or auto)")
+        raise PixelSSLError(f"{key}={name} but CUDA is not available on this machine (use cpu or auto)")
     return device
 
 

@@ -1,0 +1,214 @@
+"""``pixelssl probe`` / ``finetune-seg`` / ``probe-cls``: evaluate a backbone and write ``eval.json``.
+
+Each command resolves the backbone (run directory, weights file, ``random`` or ``torchvision[:PATH]``), loads the
+data (a folder with ``train/`` and ``val/``, ``--val PATH``, or ``synthetic``), runs the protocol with its config
+(schema defaults <- ``--config`` preset <- ``key=value`` overrides; ``synthetic.*`` keys size the built-in
+scenes) and writes ``eval.json`` (metrics, resolved config, backbone source) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pixelssl import __version__
+from pixelssl.config import load_config, opt, require, register_validator, to_dict
+from pixelssl.errors import DataError, PixelSSLError
+from pixelssl.evaluate.metrics import jsonable
+from pixelssl.evaluate.source import resolve_backbone, run_directory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyntheticEvalConfig:
+    train_images: int = opt(500, "scenes in the synthetic training split")
+    val_images: int = opt(200, "scenes in the synthetic validation split (never shared with training)")
+    size: int = opt(128, "side of each synthetic scene in pixels")
+    num_classes: int = opt(6, "object classes (labels 0..num_classes, 0 = background)")
+    seed: int = opt(0, "seed of the scene generator")
+
+
+def _validate_synthetic(cfg: SyntheticEvalConfig) -> None:
+    require(cfg.train_images >= 1 and cfg.val_images >= 1, "synthetic.train_images", "both splits need >= 1 scene")
+    require(cfg.size >= 32, "synthetic.size", "must be >= 32")
+    require(1 <= cfg.num_classes <= 12, "synthetic.num_classes", "must be in 1..12")
+
+
+register_validator(SyntheticEvalConfig, _validate_synthetic)
+
+
+def segmentation_data(data: str, val: str | None, synthetic: SyntheticEvalConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """(train set, val set, description) for ``synthetic``, a folder with train/ and val/, or a folder + ``val``."""
+    if data == "synthetic":
+        from pixelssl.data.synthetic import SyntheticScenes
+
+        if val:
+            raise PixelSSLError("--val cannot be combined with --data synthetic (it has its own val split)")
+        common = dict(size=synthetic.size, num_classes=synthetic.num_classes, seed=synthetic.seed)
+        return (SyntheticScenes(synthetic.train_images, split="train", **common),
+                SyntheticScenes(synthetic.val_images, split="val", **common),
+                {"train": "synthetic:train", "val": "synthetic:val", "synthetic": to_dict(synthetic)})
+    from pixelssl.data.datasets import SegmentationFolder
+
+    train_root, val_root = _split_roots(Path(data).expanduser(), val)
+    train_ds, val_ds = SegmentationFolder(train_root), SegmentationFolder(val_root)
+    return train_ds, val_ds, {"train": str(train_root.resolve()), "val": str(val_root.resolve())}
+
+
+def _split_roots(root: Path, val: str | None) -> tuple[Path, Path]:
+    """Train and val folders: ``root`` and ``--val``, or ``root/train`` and ``root/val``."""
+    if not root.is_dir():
+        raise DataError(f"data folder {root} {'is not a folder' if root.exists() else 'does not exist'}")
+    if val:
+        return root, Path(val).expanduser()
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        return root / "train", root / "val"
+    raise DataError(f"{root} has no train/ and val/ sub-folders; pass --val PATH for the validation set")
+
+
+def classification_data(data: str, val: str | None) -> tuple[Any, Any, dict[str, Any]]:
+    """(train set, val set, description) in the ImageFolder layout (val uses the training class list)."""
+    from pixelssl.evaluate.classification import ImageFolderDataset
+
+    if data == "synthetic":
+        raise PixelSSLError("probe-cls needs an ImageFolder-layout folder (root/<class>/<image>), not synthetic")
+    train_root, val_root = _split_roots(Path(data).expanduser(), val)
+    train_ds = ImageFolderDataset(train_root)
+    return (train_ds, ImageFolderDataset(val_root, classes=train_ds.classes),
+            {"train": str(train_root.resolve()), "val": str(val_root.resolve())})
+
+
+def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """Protocol overrides and ``synthetic.*`` overrides (prefix removed)."""
+    own = [o for o in overrides if not o.startswith("synthetic.")]
+    synthetic = [o[len("synthetic."):] for o in overrides if o.startswith("synthetic.")]
+    return own, synthetic
+
+
+def output_dir(args: argparse.Namespace, kind: str) -> Path:
+    """``--out``, else ``<RUN>/eval/<kind>/`` for a run directory, else ``./eval_<kind>/``."""
+    if args.out:
+        return Path(args.out).expanduser()
+    run = run_directory(args.backbone)
+    return run / "eval" / kind if run is not None else Path(f"eval_{kind}")
+
+
+def write_eval_json(out: Path, record: dict[str, Any]) -> Path:
+    """Write ``eval.json`` atomically (strict JSON: NaN becomes null)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "eval.json"
+    tmp = path.with_name("eval.json.tmp")
+    tmp.write_text(json.dumps(jsonable(record), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _print_summary(kind: str, metrics: dict[str, Any], path: Path) -> None:
+    """Headline numbers and per-class scores as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if "miou" in metrics:
+        table = Table(title=f"{kind}: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_acc']:.4f}")
+        table.add_column("class")
+        table.add_column("IoU", justify="right")
+        for name, iou in zip(metrics["class_names"], metrics["per_class_iou"], strict=True):
+            table.add_row(name, "-" if iou != iou else f"{iou:.4f}")
+        console.print(table)
+    else:
+        top5 = "n/a" if metrics["top5"] is None else f"{metrics['top5']:.4f}"
+        console.print(f"{kind}: top-1 {metrics['top1']:.4f}, top-5 {top5}")
+    console.print(f"wrote {path}")
+
+
+def _run(args: argparse.Namespace, kind: str, schema: type,
+         evaluate: Callable[[Any, Any, Any, Any, Path], dict[str, Any]], dense: bool) -> int:
+    """Shared body of the three commands: config, backbone, data, protocol, eval.json."""
+    own, synthetic_overrides = _split_overrides(list(args.overrides))
+    if getattr(args, "head", None):
+        own.append(f"head={args.head}")
+    cfg = load_config(schema, args.config, own)
+    synthetic = load_config(SyntheticEvalConfig, None, synthetic_overrides)
+    backbone, source = resolve_backbone(args.backbone, args.arch, seed=cfg.seed)
+    if dense:
+        train_ds, val_ds, data = segmentation_data(args.data, args.val, synthetic)
+    else:
+        train_ds, val_ds, data = classification_data(args.data, args.val)
+    out = output_dir(args, kind)
+    log.info("%s of %s (%s) on %s: %d train / %d val images", kind, args.backbone, source["arch"], args.data,
+             len(train_ds), len(val_ds))
+    metrics = evaluate(backbone, train_ds, val_ds, cfg, out)
+    record = {"kind": kind, "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+              "pixelssl_version": __version__, "backbone": source,
+              "data": {**data, "num_train": len(train_ds), "num_val": len(val_ds),
+                       "num_classes": train_ds.num_classes},
+              "config": to_dict(cfg), "metrics": metrics}
+    _print_summary(kind, metrics, write_eval_json(out, record))
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from pixelssl.evaluate.probe import ProbeConfig, linear_probe
+
+    return _run(args, "probe", ProbeConfig, lambda b, tr, va, cfg, out: linear_probe(b, tr, va, cfg), dense=True)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from pixelssl.evaluate.segmentation import FinetuneConfig, finetune_segmentation
+
+    def evaluate(backbone: Any, train_ds: Any, val_ds: Any, cfg: Any, out: Path) -> dict[str, Any]:
+        return finetune_segmentation(backbone, train_ds, val_ds, cfg, checkpoint=out / "model.safetensors")
+
+    return _run(args, "finetune-seg", FinetuneConfig, evaluate, dense=True)
+
+
+def _probe_cls(args: argparse.Namespace) -> int:
+    from pixelssl.evaluate.classification import ClsProbeConfig, linear_probe_classification
+
+    return _run(args, "probe-cls", ClsProbeConfig,
+                lambda b, tr, va, cfg, out: linear_probe_classification(b, tr, va, cfg), dense=False)
+
+
+def _common_arguments(parser: argparse.ArgumentParser, data_help: str) -> None:
+    parser.add_argument("--backbone", required=True, metavar="RUN_OR_FILE",
+                        help="run directory, weights file (.safetensors/.pt), 'random' or 'torchvision[:PATH]'")
+    parser.add_argument("--data", required=True, metavar="PATH", help=data_help)
+    parser.add_argument("--val", metavar="PATH", help="validation folder (default: DATA/val)")
+    parser.add_argument("--arch", help="architecture for random / torchvision / weights files (default: resnet50 "
+                                       "for controls, inferred from the file otherwise)")
+    parser.add_argument("--out", metavar="DIR", help="where eval.json goes (default: RUN/eval/<kind>/ for a run "
+                                                     "directory, else ./eval_<kind>/)")
+    parser.add_argument("--config", metavar="PRESET", help="YAML preset (name in pixelssl/configs or a path)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. epochs=10 levels=[c4,c5]; synthetic.train_images=100 sizes "
+                             "--data synthetic")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the evaluation subcommands to the ``pixelssl`` CLI."""
+    seg_data = "segmentation folder with train/ and val/ (images/ + labels/ each), or 'synthetic'"
+    probe = subparsers.add_parser("probe", help="frozen linear segmentation probe (mIoU)",
+                                  description="Linear probe on frozen dense features; writes eval.json.")
+    _common_arguments(probe, seg_data)
+    probe.set_defaults(func=_probe)
+
+    finetune = subparsers.add_parser("finetune-seg", help="fine-tune an FCN / Semantic-FPN segmentation model (mIoU)",
+                                     description="Fine-tune a segmentation model from the backbone; writes "
+                                                 "eval.json and model.safetensors.")
+    _common_arguments(finetune, seg_data)
+    finetune.add_argument("--head", choices=("fcn", "fpn"), help="segmentation head (default: the config's, fpn)")
+    finetune.set_defaults(func=_finetune)
+
+    cls = subparsers.add_parser("probe-cls", help="linear classification probe on pooled features (top-1/top-5)",
+                                description="Linear classifier on pooled frozen features; writes eval.json.")
+    _common_arguments(cls, "ImageFolder-layout folder with train/ and val/ (each <class>/<image>)")
+    cls.set_defaults(func=_probe_cls)

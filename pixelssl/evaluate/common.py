@@ -1,0 +1,104 @@
+"""Small helpers shared by the evaluation protocols: devices, threads, eval mode, dataset checks, configs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from pixelssl.config import ConfigError
+from pixelssl.errors import DataError
+
+
+def select_device(name: str) -> torch.device:
+    """The evaluation device for config key ``device`` (``auto`` -> CUDA when available)."""
+    from pixelssl.train.runtime import resolve_device
+
+    return resolve_device(name, key="device")
+
+
+@contextlib.contextmanager
+def threads(count: int) -> Iterator[None]:
+    """Temporarily set torch's CPU thread count (0 = leave it)."""
+    before = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put a module in eval mode for the block and restore its previous train/eval flags afterwards."""
+    flags = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+
+
+def item_name(dataset: Any, index: int) -> str:
+    """The dataset's name for item ``index`` (its file name where it has one), for error messages."""
+    namer = getattr(dataset, "name", None)
+    return str(namer(index)) if callable(namer) else f"item {index}"
+
+
+def check_label(label: Tensor, num_classes: int, ignore_index: int, where: str) -> None:
+    """Raise a DataError naming ``where`` when a label holds values outside 0..num_classes-1 and ignore_index."""
+    valid = (label == ignore_index) | ((label >= 0) & (label < num_classes))
+    if not bool(valid.all()):
+        bad = int(label[~valid][0])
+        raise DataError(f"{where}: label value {bad} is outside 0..{num_classes - 1} "
+                        f"(and is not the ignore index {ignore_index})")
+
+
+def check_compatible(train_ds: Any, val_ds: Any) -> None:
+    """Train and val sets must be non-empty and agree on the number of classes and the void index."""
+    for attr in ("num_classes", "ignore_index"):
+        if getattr(train_ds, attr) != getattr(val_ds, attr):
+            raise DataError(f"train and val sets disagree on {attr}: "
+                            f"{getattr(train_ds, attr)} vs {getattr(val_ds, attr)}")
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise DataError(f"empty dataset: {len(train_ds)} training and {len(val_ds)} validation images")
+
+
+def class_names(dataset: Any) -> list[str]:
+    """The dataset's class names, or "0", "1", ... when it has none."""
+    names = getattr(dataset, "class_names", None)
+    return list(names) if names else [str(k) for k in range(dataset.num_classes)]
+
+
+def typed_config(config: Any, schema: type, validate: Callable[[Any], None]) -> Any:
+    """A validated typed OmegaConf config from None (defaults), a dataclass instance or an OmegaConf object."""
+    cfg = OmegaConf.structured(schema if config is None else config)
+    validate(cfg)
+    return cfg
+
+
+class Subset:
+    """The items ``indices`` of a segmentation / classification dataset, keeping its attributes and item names."""
+
+    def __init__(self, dataset: Any, indices: list[int] | range) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+        self.num_classes = dataset.num_classes
+        self.ignore_index = getattr(dataset, "ignore_index", -100)
+        self.class_names = class_names(dataset)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[self.indices[index]]
+
+    def name(self, index: int) -> str:
+        """The underlying dataset's name of item ``index``."""
+        return item_name(self.dataset, self.indices[index])

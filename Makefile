@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pixelssl-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all bench venv clean
+.PHONY: demo demo-inpaint test test-all bench venv clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/pixelssl demo
+
+demo-inpaint: $(STAMP)
+	$(VENV)/bin/pixelssl inpaint train --config inpaint_demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, peak_rss_mib, run_isolated, sync, time_it, write_results  # noqa: E402
+from common import machine, peak_rss_mib, run_isolated, time_it, write_results  # noqa: E402
 
 SETTINGS = {
     "r50": dict(backbone="resnet50", size=224, batch=32, hidden=4096, dim=256, optimizer="lars"),

@@ -87,5 +87,5 @@ def test_dense_losses_are_finite_with_no_positives_and_zero_features():
     none = torch.zeros(2, 3, 3, dtype=torch.bool)
     for loss in (pixpro_consistency(q, k, none), pixel_info_nce(q, k, none, torch.ones(2, 3, dtype=torch.bool), 0.3)):
         loss.backward()
-        assert torch.isfinite(loss) and float(loss) == 0.0
+        assert torch.isfinite(loss) and loss.item() == 0.0
         assert torch.isfinite(q.grad).all()

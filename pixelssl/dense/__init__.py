@@ -8,6 +8,7 @@ from pixelssl.dense.propagation import (
     pixel_propagation,
     propagate,
     sharpen,
+    similarity_matrix,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "pixel_propagation",
     "propagate",
     "sharpen",
+    "similarity_matrix",
 ]

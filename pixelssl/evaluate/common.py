@@ -10,7 +10,6 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from pixelssl.config import ConfigError
 from pixelssl.errors import DataError
 
 

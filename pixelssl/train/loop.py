@@ -9,20 +9,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import torch
 
 from pixelssl import __version__
-from pixelssl.config import PretrainConfig, load_config, to_dict, to_yaml
+from pixelssl.config import PretrainConfig, to_dict
 from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
-from pixelssl.errors import DataError, PixelSSLError, TrainingDiverged
+from pixelssl.errors import DataError, TrainingDiverged
 from pixelssl.methods.registry import build_method
 from pixelssl.models.backbones import save_backbone
-from pixelssl.train.checkpoint import load_checkpoint, save_checkpoint
+from pixelssl.train.checkpoint import save_checkpoint
 from pixelssl.train.logger import MetricsWriter, Progress
 from pixelssl.train.optim import build_optimizer, lr_at, set_lr
+from pixelssl.train.run import start_run, timestamped
 from pixelssl.train.runtime import capture_rng, resolve_device, resolve_precision, restore_rng, seed_everything
 
 log = logging.getLogger(__name__)
@@ -46,63 +46,14 @@ class PretrainResult:
     skipped_files: int
 
 
-def run_directory(cfg: PretrainConfig) -> Path:
-    name = cfg.run.name or f"{cfg.method.name}_{cfg.model.backbone.replace(':', '-')}_" \
-                            f"{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    return Path(cfg.run.output_dir) / name
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """A run directory (its checkpoints/last.pt) or a checkpoint file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise PixelSSLError(f"no checkpoint to resume at '{path}'")
-    return path
-
-
-def resume_config(state: dict, overrides: list[str] | None) -> PretrainConfig:
-    """The saved config, with only computation-neutral overrides allowed (others would break exact resume)."""
-    saved = load_config(PretrainConfig, base=state["config"])
-    cfg = load_config(PretrainConfig, base=state["config"], overrides=overrides)
-    changed = {k: (a, b) for k, a, b in _diff(to_dict(saved), to_dict(cfg)) if k not in RESUME_SAFE_KEYS}
-    if changed:
-        shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-        raise PixelSSLError(f"cannot change these keys when resuming (it would not continue the same run): {shown}")
-    return cfg
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object, object]]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append((f"{prefix}{key}", va, vb))
-    return out
+def default_run_name(cfg: PretrainConfig) -> str:
+    return timestamped(f"{cfg.method.name}_{cfg.model.backbone.replace(':', '-')}")
 
 
 def pretrain(cfg: PretrainConfig | None = None, resume: str | Path | None = None,
              overrides: list[str] | None = None) -> PretrainResult:
     """Pre-train a backbone with the configured method; ``resume`` continues a run exactly where it stopped."""
-    state = None
-    if resume is not None:
-        ckpt_path = find_checkpoint(resume)
-        state = load_checkpoint(ckpt_path)
-        cfg = resume_config(state, overrides)
-        run_dir = ckpt_path.parent.parent
-        log.info("resuming %s from step %d", run_dir, state["step"])
-    else:
-        if cfg is None:
-            raise ValueError("pretrain() needs a config or a run to resume")
-        run_dir = run_directory(cfg)
-        if (run_dir / "checkpoints" / "last.pt").exists():
-            raise PixelSSLError(f"run directory '{run_dir}' already holds a run; resume it with --resume {run_dir} "
-                                f"or choose another run.name")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    cfg, state, run_dir = start_run(PretrainConfig, cfg, resume, overrides, RESUME_SAFE_KEYS, default_run_name)
     t = cfg.train
 
     if t.threads > 0:

@@ -71,8 +71,13 @@ def main() -> None:
         sys.exit(f"CamVid not found at {args.camvid} (expected train/images and val/images; see --camvid)")
 
     from pixelssl.data.datasets import ImageFolder
-    from pixelssl.inpaint.evaluate import (evaluate_fillers, evaluation_set, format_table, generator_filler,
-                                           opencv_filler)
+    from pixelssl.inpaint.evaluate import (
+        evaluate_fillers,
+        evaluation_set,
+        format_table,
+        generator_filler,
+        opencv_filler,
+    )
     from pixelssl.inpaint.fill import load_generator
 
     with tempfile.TemporaryDirectory(prefix="inpaint_quality_") as tmp:

@@ -16,10 +16,9 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-T = TypeVar("T")
-
-
 from pixelssl.errors import PixelSSLError
+
+T = TypeVar("T")
 
 
 class ConfigError(PixelSSLError, ValueError):

@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -29,13 +29,19 @@ class DemoBudget:
     probe_train: int  # labeled scenes the probe is trained on
     probe_val: int  # held-out labeled scenes the probe is scored on
     probe_epochs: int
+    # The probe reads 128 px scenes upsampled to this side: pre-training views magnify scenes 1-2x, and at
+    # 128 px C5 is a 4x4 map that hides most of what pixel-level pre-training changes.
+    probe_size: int = 256
 
 
-FULL = DemoBudget(steps=120, pretrain_images=2000, probe_train=400, probe_val=200, probe_epochs=30)
-QUICK = DemoBudget(steps=3, pretrain_images=128, probe_train=32, probe_val=16, probe_epochs=2)
+FULL = DemoBudget(steps=80, pretrain_images=2000, probe_train=400, probe_val=200, probe_epochs=30)
+QUICK = DemoBudget(steps=3, pretrain_images=128, probe_train=32, probe_val=16, probe_epochs=2, probe_size=0)
 
 # (row label, preset); every preset shares demo_common.yaml, so only the method differs.
 METHODS = (("MoCo-v2", "moco_r18_demo"), ("PixContrast", "pixcontrast_r18_demo"), ("PixPro", "pixpro_r18_demo"))
+# `pixelssl demo --methods all`: adds the PixCon family and DenseCL (about twice the time of the default).
+ALL_METHODS = METHODS + (("DenseCL", "densecl_r18_demo"), ("PixCon-Coord", "pixcon_coord_r18_demo"),
+                         ("PixCon-Sim", "pixcon_sim_r18_demo"), ("PixCon-SR", "pixcon_sr_r18_demo"))
 
 
 def _probe(backbone: torch.nn.Module, budget: DemoBudget) -> dict:
@@ -44,16 +50,23 @@ def _probe(backbone: torch.nn.Module, budget: DemoBudget) -> dict:
 
     train = SyntheticScenes(budget.probe_train, split="train")
     val = SyntheticScenes(budget.probe_val, split="val")
-    return linear_probe(backbone, train, val, ProbeConfig(epochs=budget.probe_epochs))
+    return linear_probe(backbone, train, val, ProbeConfig(epochs=budget.probe_epochs, image_size=budget.probe_size))
 
 
 def run_demo(output_dir: str | Path = "runs/demo", quick: bool = False,
-             methods: tuple[tuple[str, str], ...] = METHODS) -> list[dict]:
-    """Pre-train + probe every method and the random-init control; returns the table rows (also saved)."""
+             methods: tuple[tuple[str, str], ...] = METHODS, steps: int | None = None) -> list[dict]:
+    """Pre-train + probe every method and the random-init control; returns the table rows (also saved).
+
+    ``steps`` overrides the budget's pre-training steps (same for every method, so the comparison stays fair).
+    """
     from pixelssl.models.backbones import build_backbone
     from pixelssl.train.loop import pretrain
 
     budget = QUICK if quick else FULL
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"demo: steps must be >= 1 (got {steps})")
+        budget = replace(budget, steps=steps)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -86,7 +99,8 @@ def run_demo(output_dir: str | Path = "runs/demo", quick: bool = False,
 
 def markdown_table(rows: list[dict], budget: DemoBudget, seconds: float) -> str:
     lines = [f"Linear-probe mIoU on {budget.probe_val} held-out synthetic scenes (probe trained on {budget.probe_train}); "
-             f"each method pre-trained {budget.steps} steps x batch 32 on 96 px views, ResNet-18; "
+             f"each method pre-trained {budget.steps} steps x batch 32 on 96 px views, ResNet-18; probe on C5 "
+             f"at {budget.probe_size or 128} px; "
              f"measured {date.today().isoformat()}, {seconds / 60:.1f} min in total.",
              "",
              "| backbone | pre-train steps | pre-train time | loss (first -> last) | probe mIoU | pixel acc |",

@@ -8,7 +8,8 @@ batches an uninterrupted run would have seen, for any number of loader workers.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelssl import __version__
-from pixelssl.config import load_config, opt, require, register_validator, to_dict
+from pixelssl.config import load_config, opt, register_validator, require, to_dict
 from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.evaluate.metrics import jsonable
 from pixelssl.evaluate.source import resolve_backbone, run_directory

@@ -35,8 +35,16 @@ from torch.utils.data import DataLoader
 from pixelssl.config import choice, opt, register_validator, require, sub
 from pixelssl.data.loader import StepBatchSampler
 from pixelssl.errors import DataError
-from pixelssl.evaluate.common import (check_compatible, check_label, class_names, eval_mode, item_name,
-                                      select_device, threads, typed_config)
+from pixelssl.evaluate.common import (
+    check_compatible,
+    check_label,
+    class_names,
+    eval_mode,
+    item_name,
+    select_device,
+    threads,
+    typed_config,
+)
 from pixelssl.evaluate.features import check_levels, frozen_features
 from pixelssl.evaluate.metrics import ConfusionMatrix
 from pixelssl.evaluate.transforms import JointAugmentConfig, JointAugmentDataset, validate_augment

@@ -32,8 +32,15 @@ from torch.utils.data import DataLoader, Sampler
 from pixelssl.config import choice, opt, register_validator, require, sub
 from pixelssl.data.loader import StepBatchSampler
 from pixelssl.errors import DataError, PixelSSLError
-from pixelssl.evaluate.common import (check_compatible, check_label, class_names, item_name, select_device, threads,
-                                      typed_config)
+from pixelssl.evaluate.common import (
+    check_compatible,
+    check_label,
+    class_names,
+    item_name,
+    select_device,
+    threads,
+    typed_config,
+)
 from pixelssl.evaluate.features import same_shape_batches
 from pixelssl.evaluate.metrics import ConfusionMatrix
 from pixelssl.evaluate.transforms import JointAugmentConfig, JointAugmentDataset, prepare_image, validate_augment

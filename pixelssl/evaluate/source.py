@@ -21,8 +21,14 @@ import torch
 from omegaconf import OmegaConf
 
 from pixelssl.errors import PixelSSLError
-from pixelssl.models.backbones import (Backbone, strip_prefixes, available_backbones, build_backbone,
-                                       load_backbone_weights, read_state_dict)
+from pixelssl.models.backbones import (
+    Backbone,
+    available_backbones,
+    build_backbone,
+    load_backbone_weights,
+    read_state_dict,
+    strip_prefixes,
+)
 
 DEFAULT_ARCH = "resnet50"
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")

@@ -53,8 +53,13 @@ def _fill(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from pixelssl.data.datasets import ImageFolder
-    from pixelssl.inpaint.evaluate import (evaluate_fillers, evaluation_set, format_table, generator_filler,
-                                           opencv_filler)
+    from pixelssl.inpaint.evaluate import (
+        evaluate_fillers,
+        evaluation_set,
+        format_table,
+        generator_filler,
+        opencv_filler,
+    )
     from pixelssl.inpaint.fill import load_generator
 
     if args.size % 16:

@@ -27,9 +27,21 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pixelssl.demo import run_demo
+    from pixelssl.demo import ALL_METHODS, METHODS, run_demo
 
-    run_demo(output_dir=args.output_dir, quick=args.quick)
+    if args.methods == "default":
+        methods = METHODS
+    elif args.methods == "all":
+        methods = ALL_METHODS
+    else:
+        by_preset = {preset.replace("_r18_demo", ""): (label, preset) for label, preset in ALL_METHODS}
+        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in by_preset]
+        if unknown or not wanted:
+            raise PixelSSLError(f"demo --methods: unknown {', '.join(unknown) or '(empty)'}; choose 'default', 'all' "
+                                f"or a comma list of {', '.join(by_preset)}")
+        methods = tuple(by_preset[m] for m in wanted)
+    run_demo(output_dir=args.output_dir, quick=args.quick, methods=methods, steps=args.steps)
     return 0
 
 
@@ -86,6 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="pre-train on built-in synthetic scenes and compare methods by probing")
     p.add_argument("--output-dir", default="runs/demo", help="where the demo runs are written")
     p.add_argument("--quick", action="store_true", help="a much shorter budget (smoke test, numbers meaningless)")
+    p.add_argument("--methods", default="default",
+                   help="'default' (MoCo-v2, PixContrast, PixPro), 'all' (+ DenseCL, PixCon) or a comma list")
+    p.add_argument("--steps", type=int, default=None, help="pre-training steps per method (default: the budget's)")
     p.set_defaults(func=_demo)
 
     p = subparsers.add_parser("info", help="summarise a run: config, last metrics, evaluations")

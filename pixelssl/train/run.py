@@ -7,9 +7,10 @@ config, and only keys that do not change the computation may be overridden (else
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
 

@@ -2,8 +2,8 @@
 
 import torch
 
-from pixelssl.data.loader import StepBatchSampler, TwoViewDataset, collate_pairs
 from pixelssl.data.augment import build_augment
+from pixelssl.data.loader import StepBatchSampler, TwoViewDataset, collate_pairs
 from pixelssl.data.synthetic import SyntheticScenes
 from pixelssl.data.views import TwoViewSampler
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-import pytest
 
 from pixelssl.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from pixelssl.models.backbones import Backbone

@@ -7,8 +7,12 @@ import torch
 from PIL import Image
 
 from pixelssl.errors import DataError
-from pixelssl.evaluate.classification import (ClsProbeConfig, ImageFolderDataset, linear_probe_classification,
-                                              topk_accuracy)
+from pixelssl.evaluate.classification import (
+    ClsProbeConfig,
+    ImageFolderDataset,
+    linear_probe_classification,
+    topk_accuracy,
+)
 
 LEVEL = 60  # the red value step per class that the one-hot test backbone decodes
 

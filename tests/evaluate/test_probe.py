@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from pixelssl.config import ConfigError
 from pixelssl.errors import DataError
 from pixelssl.evaluate.common import Subset
-from pixelssl.evaluate.probe import (LinearProbeHead, ProbeConfig, interpolation_rows, linear_probe,
-                                     sampled_upsample)
+from pixelssl.evaluate.probe import LinearProbeHead, ProbeConfig, interpolation_rows, linear_probe, sampled_upsample
 
 FAST = dict(epochs=15, batch_size=8, device="cpu", threads=1)
 

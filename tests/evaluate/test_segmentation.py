@@ -6,9 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from pixelssl.evaluate.segmentation import (FinetuneConfig, build_segmentation_model, evaluate_segmentation,
-                                            finetune_segmentation, load_segmentation_model, lr_factor,
-                                            slide_inference)
+from pixelssl.evaluate.segmentation import (
+    FinetuneConfig,
+    build_segmentation_model,
+    evaluate_segmentation,
+    finetune_segmentation,
+    load_segmentation_model,
+    lr_factor,
+    slide_inference,
+)
 from pixelssl.evaluate.transforms import JointAugmentConfig, random_scale_crop_flip
 from pixelssl.models.backbones import build_backbone
 

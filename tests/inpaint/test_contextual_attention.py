@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from naive_reference import naive_contextual_attention
 
 from pixelssl.dense.propagation import similarity_matrix
-from pixelssl.inpaint.contextual_attention import (AttentionGrid, ContextualAttention, attention_weights, color_wheel,
-                                                   contextual_attention, flow_to_image, fused_scores)
-
-from naive_reference import naive_contextual_attention
+from pixelssl.inpaint.contextual_attention import (
+    AttentionGrid,
+    ContextualAttention,
+    attention_weights,
+    color_wheel,
+    contextual_attention,
+    flow_to_image,
+    fused_scores,
+)
 
 
 def random_case(batch=2, channels=4, height=16, width=16, seed=0):

@@ -4,8 +4,15 @@ import pytest
 import torch
 from torch import nn
 
-from pixelssl.inpaint.losses import (InpaintLoss, discounted_l1, gradient_penalty, known_region_l1, random_interpolates,
-                                     spatial_discount, wgan_losses)
+from pixelssl.inpaint.losses import (
+    InpaintLoss,
+    discounted_l1,
+    gradient_penalty,
+    known_region_l1,
+    random_interpolates,
+    spatial_discount,
+    wgan_losses,
+)
 
 
 def test_spatial_discount_weights_at_known_positions():

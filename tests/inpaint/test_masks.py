@@ -6,8 +6,16 @@ import torch
 from PIL import Image
 
 from pixelssl.errors import DataError
-from pixelssl.inpaint.masks import (boxes_to_mask, crop_boxes, hole_bbox, load_mask, random_boxes, rectangle_holes,
-                                    sample_training_masks, stroke_holes)
+from pixelssl.inpaint.masks import (
+    boxes_to_mask,
+    crop_boxes,
+    hole_bbox,
+    load_mask,
+    random_boxes,
+    rectangle_holes,
+    sample_training_masks,
+    stroke_holes,
+)
 
 
 @pytest.mark.parametrize("kind", ["rect", "stroke", "mixed"])

@@ -1,0 +1,35 @@
+"""The demo end to end at its smoke-test budget: every row is measured, files are written, bad input is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pixelssl.cli import main
+from pixelssl.demo import ALL_METHODS, run_demo
+
+
+def test_quick_demo_writes_measured_table(tmp_path):
+    rows = run_demo(tmp_path, quick=True, methods=(("PixPro", "pixpro_r18_demo"),), steps=2)
+    assert [r["method"] for r in rows] == ["random init", "PixPro"]
+    assert rows[1]["steps"] == 2 and rows[1]["pretrain_s"] > 0
+    assert all(0.0 <= r["miou"] <= 1.0 and 0.0 <= r["pixel_acc"] <= 1.0 for r in rows)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["rows"][1]["miou"] == rows[1]["miou"] and saved["budget"]["steps"] == 2
+    table = (tmp_path / "results.md").read_text()
+    assert "| PixPro | 2 |" in table and "random init" in table
+    assert Path(rows[1]["run"]).is_dir() and Path(rows[1]["run"]).parent == tmp_path
+
+
+def test_demo_presets_all_load():
+    from pixelssl.config import PretrainConfig, load_config
+
+    for _, preset in ALL_METHODS:
+        cfg = load_config(PretrainConfig, preset, [])
+        assert cfg.model.backbone == "resnet18" and cfg.data.image_size == 96 and cfg.train.batch_size == 32
+
+
+def test_demo_cli_rejects_unknown_method(tmp_path, capsys):
+    assert main(["demo", "--quick", "--output-dir", str(tmp_path), "--methods", "pixpro,simclr"]) == 1
+    assert "unknown simclr" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()

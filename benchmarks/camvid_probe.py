@@ -39,7 +39,7 @@ def probe(backbone: torch.nn.Module, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=80, help="pre-training steps per method (batch 32)")
+    parser.add_argument("--steps", type=int, default=60, help="pre-training steps per method (batch 32)")
     parser.add_argument("--image-size", type=int, default=96, help="side of the pre-training views")
     parser.add_argument("--methods", choices=("default", "all"), default="default",
                         help="'default': MoCo-v2, PixContrast, PixPro; 'all': + DenseCL and PixCon")

@@ -3,7 +3,10 @@
 Cases (each in its own process): PixPro ResNet-50 224 px batch 32 and the ResNet-18 demo settings, in fp32
 (NCHW and channels_last) and bf16 autocast with channels_last, beside (a) the official release's step
 (``reference_pixpro.py``) and (b) the bare backbone work of the same step (two views: online forward +
-backward, momentum forward). GPU cases run when CUDA is available.
+backward, momentum forward). DenseCL and the PixCon variants run from their presets (``<method>_r50`` /
+``<method>_r18_demo``: their heads, queues and optimiser) on the same batches; their "dense part" is the matching
+(+ SR weighting for pixcon_sr) of both directions, timed on its own, as a share of the step (goal: <= 5%).
+GPU cases run when CUDA is available.
 
     python benchmarks/pretrain_step.py            # all cases, writes benchmarks/results/pretrain_step.{json,md}
     python benchmarks/pretrain_step.py --quick    # fewer repeats, no emulated-bf16 R50 case
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -92,6 +96,50 @@ def dense_part(model, batch: dict, device: torch.device, amp: bool, repeats: int
     return time_it(run, device, repeats, warmup=2)
 
 
+def dense_method(name: str, setting: dict, device: torch.device, dtype: str, channels_last: bool, repeats: int) -> dict:
+    """One training step of DenseCL / PixCon-* with its preset's heads, queues and optimiser."""
+    from pixelssl.config import PretrainConfig, load_config
+    from pixelssl.methods import build_method
+    from pixelssl.train.optim import build_optimizer
+
+    preset = f"{name}_r50" if setting["backbone"] == "resnet50" else f"{name}_r18_demo"
+    cfg = load_config(PretrainConfig, preset, [f"model.backbone={setting['backbone']}"])
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_method(cfg).to(device).to(memory_format=fmt).train()
+    opt = build_optimizer(model, cfg.train.optimizer, 0.1, cfg.train.weight_decay, 0.9)
+    batch = make_batch(setting, device, channels_last)
+    amp = dtype == "bf16"
+
+    def step():
+        model.momentum_update(0.995)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = model(batch)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    timing = time_it(step, device, repeats)
+    timing["dense"] = matching_part(model, batch, device, amp, repeats=20)
+    return timing
+
+
+def matching_part(model, batch: dict, device: torch.device, amp: bool, repeats: int) -> dict:
+    """The step's matching (+ SR weights) of every direction, without gradient as in the step, on C5-shaped maps."""
+    with torch.no_grad():
+        shape = model.backbone(batch["view1"][:2]).shape[1:]
+    b = batch["view1"].shape[0]
+    dtype = torch.bfloat16 if amp else torch.float32
+    feats = [torch.randn(b, *shape, device=device, dtype=dtype) for _ in range(2)]
+    directions = [(0, 1), (1, 0)] if model.symmetric else [(0, 1)]
+
+    def run():
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            for a, k in directions:
+                model.match(feats[a], feats[k], batch, a + 1, k + 1)
+
+    return time_it(run, device, repeats, warmup=2)
+
+
 def bare_backbone(setting: dict, device: torch.device, dtype: str, channels_last: bool, repeats: int) -> dict:
     from pixelssl.models.backbones import build_backbone
 
@@ -129,7 +177,9 @@ def official(setting: dict, device: torch.device, dtype: str, channels_last: boo
     return time_it(step, device, repeats)
 
 
-KINDS = {"ours": ours, "bare": bare_backbone, "official": official}
+DENSE_METHODS = ("densecl", "pixcon_coord", "pixcon_sim", "pixcon_sr")
+KINDS = {"ours": ours, "bare": bare_backbone, "official": official,
+         **{name: partial(dense_method, name) for name in DENSE_METHODS}}
 
 
 def run_case(args: argparse.Namespace) -> None:
@@ -170,6 +220,9 @@ def main() -> None:
             slow_bf16 = device == "cpu" and not info["native_bf16"]
             if not (args.quick and slow_bf16 and setting == "r50"):
                 cases += [(setting, "bare", device, "bf16", "cl"), (setting, "ours", device, "bf16", "cl")]
+            cases += [(setting, name, device, "fp32", "cl") for name in DENSE_METHODS]
+            if not (args.quick and slow_bf16 and setting == "r50"):
+                cases += [(setting, name, device, "bf16", "cl") for name in DENSE_METHODS]
     rows = []
     for case in cases:
         # Emulated bf16 on CPUs without native support is ~10x slower: one timed step is enough to show it.
@@ -189,24 +242,28 @@ def table(rows: list[dict], info: dict) -> str:
                 return r
         return None
 
-    lines = [f"PixPro pre-training step, measured {info['date']} on {info['cores']} cores "
+    lines = [f"Pre-training step (ours = PixPro; DenseCL / PixCon by name), measured {info['date']} on {info['cores']} cores "
              f"({info['cpu_capability']}, native bf16: {info['native_bf16']})" + (f", {info['gpu']}" if "gpu" in info else ""),
              "",
-             "| setting | device | step | precision / layout | step time (s) | img/s | dense part | vs official | vs bare backbone | peak RSS (MiB) |",
+             "| setting | device | step | precision / layout | step time (s) | img/s | dense part | vs official "
+             "| vs bare backbone | peak RSS (MiB) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['setting']} | {r['device']} | {r['kind']} | {r['dtype']} {r['layout']} | error: {r['error']} | | | | | |")
+            lines.append(f"| {r['setting']} | {r['device']} | {r['kind']} | {r['dtype']} {r['layout']} "
+                         f"| error: {r['error']} | | | | | |")
             continue
         ref = find(r["setting"], "official", r["device"], "fp32", "nchw")
         bare = find(r["setting"], "bare", r["device"], r["dtype"], "cl")
         dense = f"{100 * r['dense']['median_s'] / r['median_s']:.1f}%" if "dense" in r else ""
         vs_ref = f"{r['median_s'] / ref['median_s']:.2f}x" if ref and "median_s" in ref and r["kind"] != "official" else ""
-        vs_bare = f"{bare['median_s'] / r['median_s']:.2f}" if bare and "median_s" in bare and r["kind"] == "ours" else ""
+        ours = r["kind"] in ("ours", *DENSE_METHODS)
+        vs_bare = f"{bare['median_s'] / r['median_s']:.2f}" if bare and "median_s" in bare and ours else ""
         lines.append(f"| {r['setting']} | {r['device']} | {r['kind']} | {r['dtype']} {r['layout']} | {r['median_s']:.2f} "
                      f"| {r['images_per_s']:.1f} | {dense} | {vs_ref} | {vs_bare} | {r['peak_rss_mib']:.0f} |")
     lines.append("")
-    lines.append("dense part = matching + PPM + loss (forward + backward) as a share of the step; vs official = step time "
+    lines.append("dense part = matching + PPM + loss (forward + backward) as a share of the step (DenseCL / PixCon rows: "
+                 "matching, plus SR weighting for pixcon_sr, of both directions); vs official = step time "
                  "divided by the official release's fp32 step; vs bare backbone = bare backbone time / our step time "
                  "(1.0 = nothing but the backbone).")
     return "\n".join(lines)

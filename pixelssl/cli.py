@@ -12,7 +12,7 @@ import logging
 import sys
 
 from pixelssl import __version__
-from pixelssl.errors import PixelSSLError
+from pixelssl.errors import PixelSSLError, Preempted
 
 log = logging.getLogger("pixelssl")
 
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Preempted as exc:  # a checkpoint was written: a scheduler can requeue the same command
+        print(f"stopped: {exc}", file=sys.stderr)
+        return Preempted.exit_code
     except Exception as exc:  # one clear line unless --debug
         if args.debug:
             raise

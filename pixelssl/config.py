@@ -63,6 +63,8 @@ class DataConfig:
     max_resample: int = opt(20, "attempts at an overlapping pair before keeping the last one")
     augment: str = opt("byol", "photometric recipe: byol | none")
     num_workers: int = opt(2, "data-loader worker processes (0 = load in the training process)")
+    device_augment: bool = opt(False, "apply the photometric augmentation to whole batches on the training device "
+                                      "(loader draws the same per-image parameters; for GPUs)")
     synthetic: SyntheticConfig = sub(SyntheticConfig, "built-in synthetic scenes (used when root is empty)")
 
 
@@ -72,28 +74,44 @@ class ModelConfig:
     weights: str = opt("", "optional local backbone weights (.safetensors or .pt state dict) to start from")
     proj_hidden_dim: int = opt(4096, "hidden width of the projector / predictor heads")
     proj_dim: int = opt(256, "output width of the projector / predictor heads")
-    sync_bn: bool = opt(False, "convert BatchNorm to SyncBatchNorm when training distributed")
+    sync_bn: bool = opt(False, "convert BatchNorm to SyncBatchNorm when training distributed (NCCL on GPU, gloo on "
+                               "CPU): statistics over the global batch")
 
 
 @dataclass
 class MethodConfig:
-    name: str = opt("pixpro", "pre-training method: pixpro | pixcontrast | moco")
+    name: str = opt("pixpro", "pre-training method: pixpro | pixcontrast | moco | densecl | pixcon_coord | pixcon_sim "
+                              "| pixcon_sr")
     momentum: float = opt(0.99, "base momentum m0 of the teacher (EMA) encoder")
     momentum_schedule: str = opt("cosine", "cosine (m0 -> 1 over training, PixPro/BYOL) | constant (MoCo)")
     pos_ratio: float = opt(0.7, "pixpro/pixcontrast: positive when centre distance / larger bin diagonal < this")
     ppm_gamma: float = opt(2.0, "pixpro: sharpness exponent of the propagation similarity")
     ppm_transform_layers: int = opt(1, "pixpro: value transform g: 0 = identity, 1 = 1x1 conv, 2 = conv-BN-ReLU-conv")
     ins_loss_weight: float = opt(0.0, "pixpro: weight of the instance branch (0 = off; 1 in the paper's PixPro+)")
-    temperature: float = opt(0.3, "pixcontrast / moco: InfoNCE temperature (0.3 PixContrast, 0.2 MoCo-v2)")
-    queue_size: int = opt(0, "moco / pixcontrast: negatives queue length (0 = no queue; 65536 for MoCo-v2)")
-    shuffle_bn_groups: int = opt(1, "moco: split the key batch into this many shuffled BN groups (1 = off)")
+    temperature: float = opt(0.3, "pixcontrast / moco / densecl / pixcon: InfoNCE temperature (0.3 PixContrast, "
+                                   "0.2 MoCo-v2, DenseCL, PixCon)")
+    queue_size: int = opt(0, "moco / pixcontrast / densecl / pixcon: negatives queue length (0 = no queue; 65536 for "
+                             "MoCo-v2, DenseCL, PixCon, which need one)")
+    shuffle_bn_groups: int = opt(1, "moco / densecl / pixcon: split the key batch into this many shuffled BN groups "
+                                    "(1 = off)")
+    loss_lambda: float = opt(0.5, "densecl / pixcon: dense loss weight, total = (1 - lambda) * global + lambda * dense")
+    head_bn: bool = opt(True, "densecl / pixcon: BatchNorm in the projection / prediction heads (MoCo-v2+; false = "
+                              "DenseCL's heads)")
+    predictor: bool = opt(True, "densecl / pixcon: global and dense predictors on the online side (MoCo-v2+; false = "
+                                "MoCo-v2 / DenseCL)")
+    symmetric: bool = opt(True, "densecl / pixcon: add the loss of both directions and enqueue a random view's keys "
+                                "(false = view 1 -> view 2 only, as DenseCL)")
+    sr_weights: str = opt("semantic", "pixcon_sr: semantic (similarity-based, in-box 1) | spatial (in-box 1, "
+                                      "out-of-box 0: the paper's 'SR (Spa.)')")
+    sr_power: float = opt(2.0, "pixcon_sr: sharpening power p of the semantic weights, w ** p")
 
 
 @dataclass
 class TrainConfig:
     epochs: int = opt(100, "passes over the training set (ignored when max_steps > 0)")
     max_steps: int = opt(0, "total optimiser steps; 0 = epochs * steps per epoch")
-    batch_size: int = opt(256, "images per step (each gives two views)")
+    batch_size: int = opt(256, "global images per step, over all processes (each gives two views; torchrun with N "
+                               "processes: batch_size / N each)")
     optimizer: str = opt("lars", "lars | sgd (BN and bias excluded from weight decay and LARS adaptation)")
     base_lr: float = opt(1.0, "learning rate at batch 256; the actual lr is base_lr * batch_size / 256")
     weight_decay: float = opt(1e-5, "weight decay on conv / linear weights")
@@ -103,6 +121,7 @@ class TrainConfig:
     grad_clip: float = opt(0.0, "clip the global gradient norm to this value (0 = off)")
     amp: str = opt("auto", "autocast: auto (bf16 where the hardware has it, else fp32) | fp32 | bf16 | fp16 (CUDA)")
     channels_last: bool = opt(True, "use channels_last memory format for the networks")
+    compile: bool = opt(False, "torch.compile the model (in place; the first steps are slow while it compiles)")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
     threads: int = opt(0, "torch CPU threads (0 = leave torch's default)")
     seed: int = opt(0, "seed of data order, augmentation and initialisation")
@@ -306,7 +325,7 @@ def _validate_pretrain(cfg: PretrainConfig) -> None:
     require(d.synthetic.size >= 32, "data.synthetic.size", "must be >= 32")
     require(1 <= d.synthetic.num_classes <= 12, "data.synthetic.num_classes", "must be in 1..12")
     require(m.proj_hidden_dim >= 1 and m.proj_dim >= 1, "model.proj_dim", "head widths must be >= 1")
-    from pixelssl.methods.registry import available_methods  # late: methods import config
+    from pixelssl.methods.registry import available_methods, method_class  # late: methods import config
 
     choice(me.name, "method.name", tuple(available_methods()))
     require(0 <= me.momentum <= 1, "method.momentum", f"must be in [0, 1] (got {me.momentum})")
@@ -318,6 +337,11 @@ def _validate_pretrain(cfg: PretrainConfig) -> None:
     require(me.temperature > 0, "method.temperature", "must be > 0")
     require(me.queue_size >= 0, "method.queue_size", "must be >= 0")
     require(me.shuffle_bn_groups >= 1, "method.shuffle_bn_groups", "must be >= 1")
+    require(me.queue_size >= 1 or not getattr(method_class(me.name), "requires_queue", False), "method.queue_size",
+            f"{me.name} takes its negatives from a queue: set it >= 1 (65536 in the paper, 4096 in the demo presets)")
+    require(0 <= me.loss_lambda <= 1, "method.loss_lambda", f"must be in [0, 1] (got {me.loss_lambda})")
+    choice(me.sr_weights, "method.sr_weights", ("semantic", "spatial"))
+    require(me.sr_power > 0, "method.sr_power", f"must be > 0 (got {me.sr_power})")
     require(t.epochs >= 1 or t.max_steps > 0, "train.epochs", "must be >= 1 (or set train.max_steps)")
     require(t.max_steps >= 0, "train.max_steps", "must be >= 0")
     require(t.batch_size >= 2, "train.batch_size", "must be >= 2 (BatchNorm needs more than one image)")

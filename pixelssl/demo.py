@@ -34,7 +34,7 @@ class DemoBudget:
     probe_size: int = 256
 
 
-FULL = DemoBudget(steps=80, pretrain_images=2000, probe_train=400, probe_val=200, probe_epochs=30)
+FULL = DemoBudget(steps=60, pretrain_images=2000, probe_train=300, probe_val=150, probe_epochs=30)
 QUICK = DemoBudget(steps=3, pretrain_images=128, probe_train=32, probe_val=16, probe_epochs=2, probe_size=0)
 
 # (row label, preset); every preset shares demo_common.yaml, so only the method differs.

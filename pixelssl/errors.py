@@ -11,3 +11,13 @@ class DataError(PixelSSLError):
 
 class TrainingDiverged(PixelSSLError):
     """The loss became non-finite; the last good checkpoint is kept."""
+
+
+class Preempted(PixelSSLError):
+    """A stop signal (SIGTERM / SIGINT / SIGUSR1) arrived; a checkpoint was written and the run can be resumed."""
+
+    exit_code = 75  # EX_TEMPFAIL: "try again later", distinct from errors (1) and a hard interrupt (130)
+
+
+class RunLocked(PixelSSLError):
+    """Another live process is writing the same run directory."""

@@ -34,20 +34,47 @@ def negative_cosine(pred: Tensor, target: Tensor) -> Tensor:
     return -2.0 * (F.normalize(_fp32(pred), dim=1) * F.normalize(_fp32(target), dim=1)).sum(dim=1).mean()
 
 
-def info_nce(query: Tensor, key: Tensor, negatives: Tensor | None, temperature: float) -> Tensor:
+def info_nce(query: Tensor, key: Tensor, negatives: Tensor | None, temperature: float,
+             reduction: str = "mean") -> Tensor:
     """Instance InfoNCE (MoCo): the positive of query i is key i.
 
     With a queue, negatives are its entries (K, C); without one, the other keys of the batch.
+    ``reduction="none"`` gives the (B,) per-query losses.
     """
     query, key = _fp32(query), _fp32(key).to(_fp32(query).dtype)
     if negatives is None:
         logits = query @ key.t() / temperature  # (B, B): diagonal = positives
         labels = torch.arange(query.shape[0], device=query.device)
-        return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, labels, reduction=reduction)
     pos = (query * key).sum(dim=1, keepdim=True)  # (B, 1)
     neg = query @ negatives.to(query.dtype).t()  # (B, K)
     logits = torch.cat((pos, neg), dim=1) / temperature
-    return F.cross_entropy(logits, torch.zeros(query.shape[0], dtype=torch.long, device=query.device))
+    labels = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
+    return F.cross_entropy(logits, labels, reduction=reduction)
+
+
+def dense_info_nce(query: Tensor, key: Tensor, negatives: Tensor, temperature: float,
+                   weights: Tensor | None = None) -> Tensor:
+    """DenseCL / PixCon dense InfoNCE: each query pixel against its matched key pixel and a queue.
+
+    ``query`` (B, C, N) and ``key`` (B, C, N) are normalised, ``key[:, :, i]`` being the positive of query pixel i
+    (gathered by ``dense.matching``); ``negatives`` (K, C) are queue entries (pooled dense keys of other images).
+    ``l_i = -log(e^{q_i.k_i/t} / (e^{q_i.k_i/t} + sum_n e^{q_i.n/t}))``; the result is the weighted mean over all
+    pixels of the batch ``sum_i w_i l_i / sum_i w_i`` (PixCon-SR, release's ``weights_flat``; a plain mean when
+    ``weights`` is None, as DenseCL), 0 when every weight is 0.
+
+        >>> index = feature_argmax(backbone_q, backbone_k)[1]
+        >>> key = gather_cells(dense_k, index)
+        >>> loss = dense_info_nce(dense_q, key, queue.keys, 0.2)
+    """
+    b, c, n = query.shape
+    flat_q = query.transpose(1, 2).reshape(b * n, c)
+    flat_k = key.transpose(1, 2).reshape(b * n, c)
+    per_pixel = info_nce(flat_q, flat_k, negatives, temperature, reduction="none")  # (B*N,)
+    if weights is None:
+        return per_pixel.mean()
+    w = weights.reshape(-1).to(per_pixel.dtype)
+    return (per_pixel * w).sum() / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
 
 
 def pixel_info_nce(

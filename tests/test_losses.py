@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pixelssl.losses import info_nce, negative_cosine, pixel_info_nce, pixpro_consistency
+from pixelssl.losses import dense_info_nce, info_nce, negative_cosine, pixel_info_nce, pixpro_consistency
 
 
 def normed(*shape):
@@ -79,6 +79,29 @@ def test_pixel_info_nce_matches_per_pixel_reference():
             terms.append(-math.log(num / den))
     got = pixel_info_nce(q, k, pos, valid, t, extra)
     assert math.isclose(float(got), sum(terms) / len(terms), rel_tol=1e-6)
+
+
+def test_dense_info_nce_is_the_weighted_mean_of_per_pixel_info_nce():
+    torch.manual_seed(0)
+    q, k, queue = normed(2, 6, 5), normed(2, 6, 5), normed(4, 6)
+    w = torch.rand(2, 5, dtype=torch.float64)
+    t = 0.2
+    terms = []
+    for b in range(2):
+        for i in range(5):
+            pos = math.exp(float(q[b, :, i] @ k[b, :, i]) / t)
+            neg = sum(math.exp(float(q[b, :, i] @ n) / t) for n in queue)
+            terms.append((float(w[b, i]), -math.log(pos / (pos + neg))))
+    weighted = sum(wi * li for wi, li in terms) / sum(wi for wi, _ in terms)
+    assert math.isclose(float(dense_info_nce(q, k, queue, t, w)), weighted, rel_tol=1e-9)
+    assert math.isclose(float(dense_info_nce(q, k, queue, t)), sum(li for _, li in terms) / 10, rel_tol=1e-9)
+
+
+def test_dense_info_nce_with_all_weights_zero_is_zero_with_finite_gradient():
+    q = normed(2, 4, 3).requires_grad_()
+    loss = dense_info_nce(q, normed(2, 4, 3), normed(5, 4), 0.2, torch.zeros(2, 3, dtype=torch.float64))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(q.grad).all()
 
 
 def test_dense_losses_are_finite_with_no_positives_and_zero_features():

@@ -32,14 +32,20 @@ class TwoViewDataset(Dataset):
 
     Unreadable files are replaced by the next readable one; their paths travel with the batch
     (``"skipped"``) so the training process can warn once per file and count them.
+
+    With ``param_samplers`` (``data.device_augment``) the views stay uint8 and each view's photometric parameters,
+    drawn from the same seeded RNG stream as the CPU transforms would draw them, travel as ``photo1`` / ``photo2``
+    to be applied to the whole batch on the training device (``pixelssl.data.device_augment``).
     """
 
     def __init__(self, source: ImageSource, views: TwoViewSampler,
-                 augment: tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]], seed: int) -> None:
+                 augment: tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]], seed: int,
+                 param_samplers: tuple[Callable[[], Tensor], Callable[[], Tensor]] | None = None) -> None:
         self.source = source
         self.views = views
         self.augment = augment
         self.seed = seed
+        self.param_samplers = param_samplers
 
     def __len__(self) -> int:
         return len(self.source)
@@ -49,12 +55,18 @@ class TwoViewDataset(Dataset):
         image, skipped = load_with_fallback(self.source, index)
         generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index, 0))
         first, second = self.views(image, generator)
+        photo: dict[str, Tensor] = {}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, epoch, index, 1))
-            view1 = self.augment[0](first.image)
-            view2 = self.augment[1](second.image)
+            if self.param_samplers is None:
+                view1 = self.augment[0](first.image)
+                view2 = self.augment[1](second.image)
+            else:
+                view1, view2 = first.image, second.image
+                photo = {"photo1": self.param_samplers[0](), "photo2": self.param_samplers[1]()}
         return {"view1": view1, "view2": view2, "box1": first.box, "box2": second.box,
-                "flip1": torch.tensor(first.flipped), "flip2": torch.tensor(second.flipped), "skipped": skipped}
+                "flip1": torch.tensor(first.flipped), "flip2": torch.tensor(second.flipped), **photo,
+                "skipped": skipped}
 
 
 def collate_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -65,21 +77,28 @@ def collate_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Yields the batches of steps ``start_step .. total_steps - 1``.
+    """Yields the batches of steps ``start_step .. total_steps - 1`` (this rank's shard of each).
 
     Epoch e visits a permutation of the dataset seeded by (seed, e); step s uses batch ``s % steps_per_epoch``
-    of epoch ``s // steps_per_epoch`` (the incomplete last batch of an epoch is dropped).
+    of epoch ``s // steps_per_epoch`` (the incomplete last batch of an epoch is dropped). ``batch_size`` is the
+    global batch; with ``world_size`` processes, rank r takes its r-th contiguous part, so the ranks' shards are
+    disjoint, concatenate (in rank order) to the single-process batch, and still depend only on (seed, step).
     """
 
-    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int, total_steps: int) -> None:
+    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int, total_steps: int,
+                 rank: int = 0, world_size: int = 1) -> None:
         if num_items < batch_size:
             raise ValueError(f"the dataset has {num_items} images, fewer than one batch of {batch_size}")
+        if batch_size % world_size or not 0 <= rank < world_size:
+            raise ValueError(f"a batch of {batch_size} does not split into {world_size} equal shards (rank {rank})")
         self.num_items = num_items
         self.batch_size = batch_size
         self.seed = seed
         self.start_step = start_step
         self.total_steps = total_steps
         self.steps_per_epoch = num_items // batch_size
+        self.shard = batch_size // world_size
+        self.rank = rank
 
     def __len__(self) -> int:
         return max(self.total_steps - self.start_step, 0)
@@ -94,8 +113,8 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
             step_epoch, within = divmod(step, self.steps_per_epoch)
             if step_epoch != epoch:
                 epoch, order = step_epoch, self._order(step_epoch)
-            chunk = order[within * self.batch_size:(within + 1) * self.batch_size]
-            yield [(epoch, int(i)) for i in chunk]
+            first = within * self.batch_size + self.rank * self.shard
+            yield [(epoch, int(i)) for i in order[first:first + self.shard]]
 
 
 def _worker_init(_: int) -> None:
@@ -103,9 +122,14 @@ def _worker_init(_: int) -> None:
 
 
 def build_pretrain_loader(dataset: TwoViewDataset, batch_size: int, seed: int, start_step: int,
-                          total_steps: int, num_workers: int, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over the steps still to run (workers seeded per sample, not per process)."""
-    sampler = StepBatchSampler(len(dataset), batch_size, seed, start_step, total_steps)
+                          total_steps: int, num_workers: int, pin_memory: bool = False, rank: int = 0,
+                          world_size: int = 1) -> DataLoader:
+    """A DataLoader over this rank's shards of the steps still to run (workers seeded per sample, not per process).
+
+    One iterator serves the whole run (the sampler spans every remaining step), so workers live until the end
+    without ``persistent_workers``; ``pin_memory`` makes the host-to-GPU copies asynchronous.
+    """
+    sampler = StepBatchSampler(len(dataset), batch_size, seed, start_step, total_steps, rank, world_size)
     return DataLoader(
         dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_pairs,
         pin_memory=pin_memory, worker_init_fn=_worker_init if num_workers > 0 else None,
@@ -127,10 +151,13 @@ def build_image_source(data_cfg: Any) -> ImageSource:
 
 
 def build_two_view_dataset(data_cfg: Any, seed: int) -> TwoViewDataset:
-    """Source + crop sampler + per-view photometric augmentation, as configured in ``data``."""
+    """Source + crop sampler + per-view photometric augmentation (or, with ``data.device_augment``, its
+    parameters only), as configured in ``data``."""
     from pixelssl.data.augment import build_augment
+    from pixelssl.data.device_augment import build_param_samplers
 
     views = TwoViewSampler(data_cfg.image_size, tuple(data_cfg.crop_scale), tuple(data_cfg.crop_ratio),
                            data_cfg.flip_prob, data_cfg.require_overlap, data_cfg.max_resample)
     augment = (build_augment(data_cfg.augment, 0), build_augment(data_cfg.augment, 1))
-    return TwoViewDataset(build_image_source(data_cfg), views, augment, seed)
+    samplers = build_param_samplers(data_cfg.augment) if data_cfg.device_augment else None
+    return TwoViewDataset(build_image_source(data_cfg), views, augment, seed, samplers)

@@ -1,7 +1,13 @@
 """Where features meet geometry: cell centres, positive matching, similarity propagation."""
 
 from pixelssl.dense.geometry import bin_diagonal, cell_centers, in_box, normalized_distances
-from pixelssl.dense.matching import coordinate_positives, feature_argmax, nearest_cell
+from pixelssl.dense.matching import (
+    coordinate_positives,
+    feature_argmax,
+    gather_cells,
+    nearest_cell,
+    semantic_weights,
+)
 from pixelssl.dense.propagation import (
     cosine_similarity_matrix,
     masked_softmax,
@@ -17,12 +23,14 @@ __all__ = [
     "coordinate_positives",
     "cosine_similarity_matrix",
     "feature_argmax",
+    "gather_cells",
     "in_box",
     "masked_softmax",
     "nearest_cell",
     "normalized_distances",
     "pixel_propagation",
     "propagate",
+    "semantic_weights",
     "sharpen",
     "similarity_matrix",
 ]

@@ -56,6 +56,11 @@ class Method(nn.Module):
         return batch["view1"], batch["view2"]
 
     @staticmethod
+    def geometry(batch: dict[str, Tensor], view: int) -> tuple[Tensor, Tensor]:
+        """Boxes (B, 4) and flip flags (B,) of view 1 or 2."""
+        return batch[f"box{view}"], batch[f"flip{view}"]
+
+    @staticmethod
     def coordinate_positives(batch: dict[str, Tensor], shape: tuple[int, int], threshold: float) -> Tensor:
         """(B, N1, N2) positives between the two views' (H, W) maps by centre distance; transpose for 2 -> 1."""
         return coordinate_positives(batch["box1"], batch["flip1"], shape, batch["box2"], batch["flip2"], shape,

@@ -32,12 +32,16 @@ def available_methods() -> list[str]:
     return sorted(_METHODS)
 
 
-def build_method(cfg: PretrainConfig) -> Method:
-    """Instantiate the method named by ``cfg.method.name`` from the full pre-training config."""
+def method_class(name: str) -> type:
+    """The registered class of a method name (its class attributes tell config validation what it needs)."""
     names = available_methods()
-    name = cfg.method.name
     if name not in _METHODS:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; choose from {', '.join(names)}"
         raise ValueError(f"unknown method '{name}'{hint}")
-    return _METHODS[name](cfg)
+    return _METHODS[name]
+
+
+def build_method(cfg: PretrainConfig) -> Method:
+    """Instantiate the method named by ``cfg.method.name`` from the full pre-training config."""
+    return method_class(cfg.method.name)(cfg)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pixelssl.train.distributed import concat_all_gather
+
 
 class FeatureQueue(nn.Module):
     """``size`` x ``dim`` ring buffer; state lives in buffers so it is checkpointed with the model."""
@@ -23,8 +25,12 @@ class FeatureQueue(nn.Module):
 
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:
-        """Write ``keys`` (N, dim) after the newest entries, wrapping around; N may exceed nothing but ``size``."""
-        keys = keys.detach().to(self.keys.dtype)
+        """Write ``keys`` (N, dim) after the newest entries, wrapping around; N may exceed nothing but ``size``.
+
+        Under torchrun the keys of every rank are gathered first (rank order = global batch order), so all ranks
+        hold the same queue, as with one process and the global batch.
+        """
+        keys = concat_all_gather(keys.detach()).to(self.keys.dtype)
         n = keys.shape[0]
         if n > self.size:
             keys, n = keys[-self.size:], self.size

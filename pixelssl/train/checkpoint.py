@@ -1,12 +1,18 @@
-"""Checkpoints that survive crashes: atomic writes (temp file, fsync, rename), safe loads, rotation.
+"""Checkpoints that survive crashes: atomic writes (temp file, fsync, rename), checksums, safe loads, rotation.
 
-``checkpoints/step_N.pt`` is written first; ``last.pt`` is then pointed at it by an atomic hard link,
-so the newest complete checkpoint is always ``last.pt`` and nothing is written twice.
+``checkpoints/step_N.pt`` is written first, then its SHA-256 into ``step_N.pt.sha256``; ``last.pt`` is then
+pointed at it by an atomic hard link, so the newest complete checkpoint is always ``last.pt`` and nothing is
+written twice. Loading verifies the checksum; ``load_newest_valid`` falls back to older checkpoints when the
+newest is truncated or corrupt.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import logging
 import os
+import platform
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +21,32 @@ import torch
 
 from pixelssl.errors import PixelSSLError
 
+log = logging.getLogger(__name__)
+
 _STEP_FILE = re.compile(r"step_(\d+)\.pt$")
+
+
+class CheckpointError(PixelSSLError):
+    """A checkpoint that cannot be used: missing, truncated, failing its checksum, or not loadable safely."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    """Versions stored with every checkpoint, so a resume can say what produced it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("pixelssl")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return {"pixelssl": ours, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -33,10 +64,16 @@ def atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
+            if isinstance(obj, bytes):
+                handle.write(obj)
+            else:
+                torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise CheckpointError(f"cannot write '{path}': {reason}; earlier files in {path.parent} are untouched") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -67,23 +104,78 @@ def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _checksum_file(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
 def save_checkpoint(folder: Path, state: dict, step: int, keep: int) -> Path:
-    """Write ``step_N.pt``, point ``last.pt`` at it, and keep only the newest ``keep`` numbered files."""
+    """Write ``step_N.pt`` and its checksum, point ``last.pt`` at it, keep only the newest ``keep`` numbered files.
+
+    A failed write (e.g. disk full) raises ``CheckpointError`` and leaves ``last.pt`` on the previous checkpoint.
+    """
     folder = Path(folder)
     path = folder / f"step_{step:08d}.pt"
-    atomic_save(state, path)
+    atomic_save({**state, "versions": software_versions()}, path)
+    atomic_save(f"{sha256_of(path)}  {path.name}\n".encode(), _checksum_file(path))
     _atomic_link(path, folder / "last.pt")
     for _, old in step_checkpoints(folder)[:-keep] if keep > 0 else step_checkpoints(folder):
         old.unlink()
+        _checksum_file(old).unlink(missing_ok=True)
     return folder / "last.pt"
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only; no code runs)."""
+def _recorded_checksum(path: Path) -> str | None:
+    """The SHA-256 recorded for ``path`` (``last.pt`` uses the sidecar of the step file it links to)."""
+    candidates = [path]
+    if not _STEP_FILE.search(path.name):
+        candidates = [p for _, p in reversed(step_checkpoints(path.parent)) if p.exists() and os.path.samefile(p, path)]
+    for candidate in candidates:
+        sidecar = _checksum_file(candidate)
+        if sidecar.is_file():
+            fields = sidecar.read_text().split()
+            return fields[0] if fields else ""  # an empty sidecar matches nothing: treated as corrupt
+    return None
+
+
+def load_checkpoint(path: Path, verify: bool = True) -> dict:
+    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only; no code runs), after
+    checking its recorded SHA-256 (checkpoints without one, e.g. copied by hand, load with a warning)."""
     path = Path(path)
     if not path.is_file():
-        raise PixelSSLError(f"checkpoint '{path}' does not exist")
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if verify:
+        expected = _recorded_checksum(path)
+        if expected is None:
+            log.warning("checkpoint '%s' has no recorded checksum; loading it unverified", path)
+        elif sha256_of(path) != expected:
+            raise CheckpointError(f"checkpoint '{path}' is corrupt: its SHA-256 differs from the one recorded "
+                                  "when it was written (truncated or modified file)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise PixelSSLError(f"cannot load checkpoint '{path}': {str(exc).splitlines()[0]}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it contains pickled code or objects that are not plain tensors/containers (refused for safety)"
+        raise CheckpointError(f"cannot load checkpoint '{path}': {reason}") from exc
+
+
+def load_newest_valid(folder: Path) -> tuple[dict, Path]:
+    """The newest checkpoint of a run's ``checkpoints/`` folder that loads and verifies, newest first:
+    ``last.pt``, then ``step_N.pt`` by decreasing N. Each rejected file is logged with the reason."""
+    folder = Path(folder)
+    candidates = [folder / "last.pt"] + [p for _, p in reversed(step_checkpoints(folder))]
+    problems = []
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            log.warning("%s; trying an older checkpoint", exc)
+            continue
+        if problems:
+            log.warning("resuming from the older checkpoint '%s' (step %s)", path, state.get("step"))
+        return state, path
+    detail = f": {'; '.join(problems)}" if problems else ""
+    raise CheckpointError(f"no usable checkpoint in '{folder}'{detail}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from pixelssl.config import PretrainConfig, available_presets, describe, load_config, to_yaml
@@ -13,15 +14,27 @@ from pixelssl.errors import PixelSSLError
 def _pretrain(args: argparse.Namespace) -> int:
     from pixelssl.train.loop import pretrain
 
-    if args.resume:
+    if args.resume == "auto":  # re-runnable command line (SLURM requeue): resume the named run if it has started
+        cfg = load_config(PretrainConfig, args.config, args.overrides)
+        if not cfg.run.name:
+            raise PixelSSLError("--resume auto needs a fixed run.name (e.g. run.name=my_run) to find the run again")
+        run_dir = Path(cfg.run.output_dir) / cfg.run.name
+        started = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("*.pt"))
+        result = pretrain(resume=run_dir, overrides=args.overrides) if started else pretrain(cfg)
+    elif args.resume:
         if args.config:
             raise PixelSSLError("--resume continues a run with its saved config; do not pass --config with it")
         result = pretrain(resume=args.resume, overrides=args.overrides)
     else:
         result = pretrain(load_config(PretrainConfig, args.config, args.overrides))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
     print(f"run: {result.run_dir}")
-    print(f"loss: {result.first_loss:.4f} (first step) -> {result.final_loss:.4f} (last step), "
-          f"{result.steps} steps, {result.images_per_second:.1f} img/s")
+    if result.first_loss != result.first_loss:  # NaN: no step ran, the run had already reached its last step
+        print(f"already finished: all {result.steps} steps were done before; nothing left to train")
+    else:
+        print(f"loss: {result.first_loss:.4f} (first step) -> {result.final_loss:.4f} (last step), "
+              f"{result.steps} steps, {result.images_per_second:.1f} img/s")
     print(f"backbone: {result.backbone_path}")
     return 0
 
@@ -91,7 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("pretrain", help="self-supervised pre-training",
                               description="Pre-train a backbone. Overrides are dotted keys, e.g. train.epochs=5.")
     p.add_argument("--config", help="preset name (see `pixelssl config --list`) or YAML file")
-    p.add_argument("--resume", metavar="RUN", help="continue a run directory (or checkpoint file) exactly")
+    p.add_argument("--resume", metavar="RUN", help="continue a run directory (or checkpoint file) exactly; 'auto' "
+                   "(with --config and run.name): resume that run if it has a checkpoint, else start it")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=_pretrain)
 

@@ -1,29 +1,41 @@
 """The pre-training loop: one readable function, top to bottom.
 
-prepare the run (config, data, model, optimiser, maybe a checkpoint) -> for each step: lr, teacher momentum,
-forward under autocast, finite check, backward, (clip), step -> log / checkpoint -> export the backbone.
+prepare the run (config, processes, data, model, optimiser, maybe a checkpoint) -> for each step: lr, teacher
+momentum, forward under autocast, finite check, backward, (clip), step -> log / checkpoint -> export the backbone.
+
+Under ``torchrun`` every process runs this same function on its shard of each step's global batch
+(``train/distributed.py``); gradients are averaged by DDP, logged values are means over the processes, and only
+rank 0 writes the run directory, metrics, checkpoints and progress.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from pixelssl import __version__
 from pixelssl.config import PretrainConfig, to_dict
+from pixelssl.data.device_augment import build_device_augment
 from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
-from pixelssl.errors import DataError, TrainingDiverged
+from pixelssl.errors import DataError, PixelSSLError, Preempted, TrainingDiverged
 from pixelssl.methods.registry import build_method
 from pixelssl.models.backbones import save_backbone
+from pixelssl.train import distributed
 from pixelssl.train.checkpoint import save_checkpoint
+from pixelssl.train.lock import RunLock
 from pixelssl.train.logger import MetricsWriter, Progress
 from pixelssl.train.optim import build_optimizer, lr_at, set_lr
-from pixelssl.train.run import start_run, timestamped
-from pixelssl.train.runtime import capture_rng, resolve_device, resolve_precision, restore_rng, seed_everything
+from pixelssl.train.preemption import StopRequest
+from pixelssl.train.run import load_run_config, make_run_dir, timestamped
+from pixelssl.train.runtime import capture_rng, resolve_precision, restore_rng, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +56,7 @@ class PretrainResult:
     images_per_second: float
     backbone_path: Path
     skipped_files: int
+    method: nn.Module | None = field(default=None, repr=False)  # the trained method (this process's replica)
 
 
 def default_run_name(cfg: PretrainConfig) -> str:
@@ -52,15 +65,48 @@ def default_run_name(cfg: PretrainConfig) -> str:
 
 def pretrain(cfg: PretrainConfig | None = None, resume: str | Path | None = None,
              overrides: list[str] | None = None) -> PretrainResult:
-    """Pre-train a backbone with the configured method; ``resume`` continues a run exactly where it stopped."""
-    cfg, state, run_dir = start_run(PretrainConfig, cfg, resume, overrides, RESUME_SAFE_KEYS, default_run_name)
-    t = cfg.train
+    """Pre-train a backbone with the configured method; ``resume`` continues a run exactly where it stopped.
 
+    Started by ``torchrun`` (WORLD_SIZE > 1), each process trains on its shard of every step's batch; the
+    result is the same in every process.
+    """
+    cfg, state, ckpt_path = load_run_config(PretrainConfig, cfg, resume, overrides, RESUME_SAFE_KEYS)
+    ctx = distributed.init(cfg.train.device)
+    package_log = logging.getLogger("pixelssl")
+    level = package_log.level
+    if not ctx.is_main:
+        package_log.setLevel(logging.WARNING)  # rank 0 reports; the others only warn
+    finished = False
+    try:
+        result = _pretrain(cfg, state, ckpt_path, ctx)
+        finished = True
+        return result
+    finally:
+        package_log.setLevel(level)
+        distributed.shutdown(ctx, wait=finished)
+
+
+def _check_compile(device: torch.device) -> None:
+    compilers = [c for c in (os.environ.get("CXX", ""), "g++", "clang++", "c++") if c]
+    if device.type == "cpu" and not any(shutil.which(c) for c in compilers):
+        raise PixelSSLError("train.compile=true on CPU needs a C++ compiler (g++ or clang++) for torch.compile's "
+                            "inductor backend; install one or set train.compile=false")
+
+
+def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
+              ctx: distributed.DistContext) -> PretrainResult:
+    t = cfg.train
     if t.threads > 0:
         torch.set_num_threads(t.threads)
-    seed_everything(t.seed)
-    device = resolve_device(t.device)
+    seed_everything(t.seed)  # the same on every rank: identical initial weights and queues
+    device = ctx.device
     precision = resolve_precision(t.amp, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolution algorithms
+    local_batch = distributed.local_batch_size(t.batch_size, ctx.world_size)  # train.batch_size is global
+    run_dir = distributed.on_main(ctx, lambda: make_run_dir(cfg, ckpt_path, default_run_name))
+    if state is not None:
+        log.info("resuming %s from step %d", run_dir, state["step"])
 
     dataset = build_two_view_dataset(cfg.data, t.seed)
     steps_per_epoch = len(dataset) // t.batch_size
@@ -69,36 +115,54 @@ def pretrain(cfg: PretrainConfig | None = None, resume: str | Path | None = None
                         f"(train.batch_size={t.batch_size})")
     total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
     warmup = t.warmup_steps if t.warmup_steps >= 0 else round(t.warmup_epochs * steps_per_epoch)
-    peak_lr = t.base_lr * t.batch_size / 256
+    peak_lr = t.base_lr * t.batch_size / 256  # linear scaling by the global batch
 
-    model = build_method(cfg).to(device)
+    method = build_method(cfg).to(device)
+    if ctx.enabled and cfg.model.sync_bn:
+        method = distributed.convert_sync_batchnorm(method, device)
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    optimizer = build_optimizer(model, t.optimizer, peak_lr, t.weight_decay, t.sgd_momentum)
+    method = method.to(memory_format=memory_format)
+    optimizer = build_optimizer(method, t.optimizer, peak_lr, t.weight_decay, t.sgd_momentum)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_grad_scaler)
     start_step, skipped = 0, set()
     if state is not None:
-        model.load_state_dict(state["model"])
+        method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        restore_rng(state["rng"])
+        saved_world = int(state.get("world_size", 1))
+        ranks_rng = state.get("rng_ranks")
+        restore_rng(ranks_rng[ctx.rank] if ranks_rng and saved_world == ctx.world_size else state["rng"])
+        if saved_world != ctx.world_size:
+            log.warning("resuming a run written by %d process(es) with %d: same data order and weights, but BatchNorm "
+                        "groups differ unless model.sync_bn, so it is not bit-identical", saved_world, ctx.world_size)
         start_step, skipped = int(state["step"]), set(state.get("skipped_files", []))
+    model = distributed.wrap(method, ctx)  # DDP when distributed; `method` stays the unwrapped module
+    if t.compile:
+        _check_compile(device)
+        model.compile()  # in place: parameter names (checkpoints, exports) do not change
+    photometric = build_device_augment(cfg.data.augment) if cfg.data.device_augment else None
 
-    log.info("run %s: %s on %s, %d steps (%d per epoch), batch %d, lr %.4g, %s on %s",
-             run_dir, cfg.method.name, cfg.model.backbone, total_steps, steps_per_epoch, t.batch_size, peak_lr,
-             precision.label, device)
+    log.info("run %s: %s on %s, %d steps (%d per epoch), batch %d (%d process(es) x %d), lr %.4g, %s on %s",
+             run_dir, cfg.method.name, cfg.model.backbone, total_steps, steps_per_epoch, t.batch_size,
+             ctx.world_size, local_batch, peak_lr, precision.label, device)
     loader = build_pretrain_loader(dataset, t.batch_size, t.seed, start_step, total_steps, cfg.data.num_workers,
-                                   pin_memory=device.type == "cuda")
-    writer = MetricsWriter(run_dir, start_step, t.tensorboard)
-    bar = Progress(total_steps, start_step, t.progress, f"{cfg.method.name}")
+                                   pin_memory=device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
+    writer = MetricsWriter(run_dir, start_step, t.tensorboard) if ctx.is_main else None
+    bar = Progress(total_steps, start_step, t.progress and ctx.is_main, f"{cfg.method.name}")
     ckpt_dir = run_dir / "checkpoints"
 
-    def checkpoint(step: int) -> None:
-        save_checkpoint(ckpt_dir, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "rng": capture_rng(), "step": step, "config": to_dict(cfg), "skipped_files": sorted(skipped),
-            "versions": {"pixelssl": __version__, "torch": str(torch.__version__)},
-        }, step, t.keep_checkpoints)
+    def checkpoint(step: int) -> None:  # every rank takes part (collectives); rank 0 writes
+        distributed.average_batchnorm_stats(method)
+        distributed.assert_replicas_match(method, step)
+        rngs = distributed.all_gather_objects(capture_rng())
+        all_skipped = sorted(set().union(*distributed.all_gather_objects(sorted(skipped))))
+        if ctx.is_main:
+            save_checkpoint(ckpt_dir, {
+                "model": method.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "rng": rngs[0], "step": step, "config": to_dict(cfg), "skipped_files": all_skipped,
+                "versions": {"pixelssl": __version__, "torch": str(torch.__version__)},
+                "world_size": ctx.world_size, **({"rng_ranks": rngs} if ctx.enabled else {}),
+            }, step, t.keep_checkpoints)
 
     model.train()
     first_loss = last_loss = float("nan")
@@ -106,6 +170,10 @@ def pretrain(cfg: PretrainConfig | None = None, resume: str | Path | None = None
     started = window_start = time.perf_counter()
     wait_start = time.perf_counter()
     step = start_step
+    lock = RunLock(run_dir) if ctx.is_main else None  # one writer per run directory
+    if lock is not None:
+        lock.acquire()
+    stop = StopRequest().__enter__()  # SIGTERM / SIGINT / SIGUSR1 -> checkpoint after this step, then Preempted
     try:
         for step, batch in enumerate(loader, start=start_step):
             window_wait += time.perf_counter() - wait_start
@@ -113,58 +181,80 @@ def pretrain(cfg: PretrainConfig | None = None, resume: str | Path | None = None
                 if path not in skipped:
                     skipped.add(path)
                     log.warning("skipped unreadable image %s", path)
+            photo = (batch.pop("photo1", None), batch.pop("photo2", None))  # parameters stay on the host
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            for key in ("view1", "view2"):
+            for index, key in enumerate(("view1", "view2")):
+                if photometric is not None:
+                    batch[key] = photometric[index](batch[key], photo[index])
                 batch[key] = batch[key].contiguous(memory_format=memory_format)
 
             lr = lr_at(step, total_steps, peak_lr, warmup)
             set_lr(optimizer, lr)
-            momentum = model.momentum_at(step, total_steps) if model.has_teacher else 0.0
-            if model.has_teacher:
-                model.momentum_update(momentum)  # before keys are computed, as the PixPro release
+            momentum = method.momentum_at(step, total_steps) if method.has_teacher else 0.0
+            if method.has_teacher:
+                method.momentum_update(momentum)  # before keys are computed, as the PixPro release
             with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.enabled):
                 out = model(batch)
             loss = out["loss"]
-            if not torch.isfinite(loss):
+            value = float(distributed.all_reduce_mean(loss.detach()))  # the global batch's loss, on every rank
+            if not math.isfinite(value):
                 last = ckpt_dir / "last.pt"
                 kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
-                raise TrainingDiverged(f"loss became {loss.item()} at step {step}; training stopped ({kept}); "
+                raise TrainingDiverged(f"loss became {value} at step {step}; training stopped ({kept}); "
                                        f"try a lower train.base_lr or train.grad_clip")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if t.grad_clip > 0:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                torch.nn.utils.clip_grad_norm_(method.parameters(), t.grad_clip)
             scaler.step(optimizer)
             scaler.update()
 
-            value = float(loss.detach())
             if step == start_step:
                 first_loss = value
             window_loss, window_steps, last_loss = window_loss + value, window_steps + 1, value
             done = step + 1
             if done % t.log_every == 0 or done == total_steps or step == start_step:
                 elapsed = time.perf_counter() - window_start
-                record = {k: float(v.detach()) for k, v in out.items()}
+                names = sorted(out)
+                means = distributed.all_reduce_mean(torch.stack([out[k].detach().float() for k in names])).tolist()
+                record = dict(zip(names, means))
                 record.update(loss=window_loss / window_steps, lr=lr, momentum=momentum, epoch=done / steps_per_epoch,
                               img_per_s=window_steps * t.batch_size / max(elapsed, 1e-9),
                               data_wait=window_wait / max(elapsed, 1e-9))
-                writer.write(done, record)
+                if writer is not None:
+                    writer.write(done, record)
                 bar.update(done, f"loss {record['loss']:.4f}  lr {lr:.3g}  {record['img_per_s']:.1f} img/s")
                 window_loss, window_steps, window_wait, window_start = 0.0, 0, 0.0, time.perf_counter()
-            if done % t.checkpoint_every == 0 or done == total_steps:
+            saved = done % t.checkpoint_every == 0 or done == total_steps
+            if saved:
                 checkpoint(done)
+            # Every rank must agree to stop (a signal may reach only one), else the others hang in a collective.
+            stop_flag = torch.tensor([float(stop.requested)], device=device)
+            if done < total_steps and float(distributed.all_reduce_mean(stop_flag)) > 0:
+                if not saved:
+                    checkpoint(done)
+                raise Preempted(f"{stop.signal_name or 'a stop signal (another process)'} after step {done}/"
+                                f"{total_steps}; checkpoint written; continue with: pixelssl pretrain --resume {run_dir}")
             wait_start = time.perf_counter()
     finally:
+        stop.__exit__()
+        if lock is not None:
+            lock.release()
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
 
     seconds = time.perf_counter() - started
     backbone_path = run_dir / "backbone.safetensors"
-    save_backbone(model.backbone, backbone_path)
-    if skipped:
-        log.warning("%d unreadable image(s) were skipped in total", len(skipped))
+    distributed.average_batchnorm_stats(method)
+    if ctx.is_main:
+        save_backbone(method.backbone, backbone_path)
+    skipped_total = len(set().union(*distributed.all_gather_objects(sorted(skipped))))
+    if skipped_total:
+        log.warning("%d unreadable image(s) were skipped in total", skipped_total)
     trained = total_steps - start_step
     log.info("finished %d steps in %.1f s; backbone written to %s", trained, seconds, backbone_path)
+    distributed.barrier(ctx)  # the backbone file exists for every rank's result
     return PretrainResult(run_dir, total_steps, first_loss, last_loss, seconds,
-                          trained * t.batch_size / max(seconds, 1e-9), backbone_path, len(skipped))
+                          trained * t.batch_size / max(seconds, 1e-9), backbone_path, skipped_total, method)

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from pixelssl.config import load_config, schema_keys, to_yaml
 from pixelssl.errors import PixelSSLError
-from pixelssl.train.checkpoint import load_checkpoint
+from pixelssl.train.checkpoint import load_checkpoint, load_newest_valid
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,23 +48,42 @@ def resume_config(schema: type[T], state: dict, overrides: list[str] | None, saf
     return cfg
 
 
-def start_run(schema: type[T], cfg: T | None, resume: str | Path | None, overrides: list[str] | None,
-              safe_keys: set[str], default_name: Callable[[T], str]) -> tuple[T, dict | None, Path]:
-    """(config, checkpoint state or None, run directory) for a new or resumed run; writes config.yaml."""
-    state: dict[str, Any] | None = None
-    if resume is not None:
-        ckpt_path = find_checkpoint(resume)
-        state = load_checkpoint(ckpt_path)
-        cfg = resume_config(schema, state, overrides, safe_keys)
-        run_dir = ckpt_path.parent.parent
-        log.info("resuming %s from step %d", run_dir, state["step"])
-    else:
+def load_run_config(schema: type[T], cfg: T | None, resume: str | Path | None, overrides: list[str] | None,
+                    safe_keys: set[str]) -> tuple[T, dict | None, Path | None]:
+    """(config, checkpoint state or None, checkpoint path or None) for a new or resumed run; writes nothing, so
+    every process of a distributed run can call it."""
+    if resume is None:
         if cfg is None:
             raise ValueError("a config or a run to resume is needed")
+        return cfg, None, None
+    if Path(resume).is_dir() and (Path(resume) / "checkpoints").is_dir():
+        state, ckpt_path = load_newest_valid(Path(resume) / "checkpoints")  # skips a corrupt newest file, logged
+    else:
+        ckpt_path = find_checkpoint(resume)
+        state = load_checkpoint(ckpt_path)
+    return resume_config(schema, state, overrides, safe_keys), state, ckpt_path
+
+
+def make_run_dir(cfg: Any, ckpt_path: Path | None, default_name: Callable[[Any], str]) -> Path:
+    """The run directory (the checkpoint's run when resuming, else a new one that must not hold a run yet), with
+    the resolved ``config.yaml`` written into it."""
+    if ckpt_path is not None:
+        run_dir = ckpt_path.parent.parent
+    else:
         run_dir = Path(cfg.run.output_dir) / (cfg.run.name or default_name(cfg))
         if (run_dir / "checkpoints" / "last.pt").exists():
             raise PixelSSLError(f"run directory '{run_dir}' already holds a run; resume it with --resume {run_dir} "
                                 f"or choose another run.name")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    return run_dir
+
+
+def start_run(schema: type[T], cfg: T | None, resume: str | Path | None, overrides: list[str] | None,
+              safe_keys: set[str], default_name: Callable[[T], str]) -> tuple[T, dict | None, Path]:
+    """(config, checkpoint state or None, run directory) for a new or resumed run; writes config.yaml."""
+    cfg, state, ckpt_path = load_run_config(schema, cfg, resume, overrides, safe_keys)
+    run_dir = make_run_dir(cfg, ckpt_path, default_name)
+    if state is not None:
+        log.info("resuming %s from step %d", run_dir, state["step"])
     return cfg, state, run_dir

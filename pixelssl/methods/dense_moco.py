@@ -1,0 +1,105 @@
+"""The MoCo-v2(+) core with a dense branch that DenseCL and the PixCon family are built on.
+
+views -> online backbone (C5 map) -+-> global pool -> projector -> [predictor] -> normalise  (global query)
+                                   +-> dense projector (1x1 convs) -> [dense predictor] -> normalise  (dense queries)
+      -> momentum backbone + projectors (no predictors)                               (global / dense keys)
+matching (subclass): for each query cell of view a, its positive key cell of view b and the weight of its term.
+loss per direction a -> b: ``(1 - lambda) * InfoNCE(global) + lambda * sum_i w_i l_i / sum_i w_i`` with the global
+queue and the dense queue as negatives; both directions added (``symmetric``, PixCon release) or view 1 -> view 2
+only (DenseCL release). Queues: the global keys and one vector per image for the dense queue, the spatial mean of
+the momentum dense projection, L2-normalised (DenseCL / PixCon ``k2``); each step enqueues the keys of one
+randomly chosen view (PixCon; DenseCL enqueues its key view, view 2).
+
+Config switches give the DenseCL -> PixCon ablation: ``method.head_bn`` (BN in the heads), ``method.predictor``
+(online predictors), ``method.symmetric``, ``method.momentum_schedule`` (constant 0.999 -> cosine 0.99 -> 1).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pixelssl.config import PretrainConfig
+from pixelssl.dense.matching import feature_argmax, gather_cells
+from pixelssl.losses import dense_info_nce, info_nce
+from pixelssl.methods.base import Method, shuffled_forward
+from pixelssl.models.heads import MLP, ConvMLP, global_pool
+from pixelssl.models.queue import FeatureQueue
+
+
+class DenseMoCo(Method):
+    """Shared core; a subclass states its matching in ``match`` (default: argmax of backbone-feature cosine)."""
+
+    requires_queue = True  # config validation: method.queue_size must be >= 1
+
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__(cfg)
+        me = cfg.method
+        channels, hidden, dim = self.backbone.out_channels, cfg.model.proj_hidden_dim, cfg.model.proj_dim
+        bn = bool(me.head_bn)
+        self.projector = MLP(channels, hidden, dim, batch_norm=bn)
+        self.dense_projector = ConvMLP(channels, hidden, dim, batch_norm=bn)
+        # Predictors on the online side only (MoCo-v2+ / BYOL asymmetry); identity for the MoCo-v2 recipe.
+        self.predictor = MLP(dim, hidden, dim, batch_norm=bn) if me.predictor else nn.Identity()
+        self.dense_predictor = ConvMLP(dim, hidden, dim, batch_norm=bn) if me.predictor else nn.Identity()
+        self.queue = FeatureQueue(dim, me.queue_size)
+        self.dense_queue = FeatureQueue(dim, me.queue_size)
+        self.temperature = float(me.temperature)
+        self.loss_lambda = float(me.loss_lambda)
+        self.symmetric = bool(me.symmetric)
+        self.shuffle_groups = int(me.shuffle_bn_groups)
+        self.add_teacher("backbone", "projector", "dense_projector")
+
+    # ----------------------------------------------------------------- matching (what differs per method)
+    def match(self, query_feats: Tensor, key_feats: Tensor, batch: dict[str, Tensor], query_view: int,
+              key_view: int) -> tuple[Tensor, Tensor]:
+        """Positive key cell ``index`` (B, N1) and loss weight (B, N1) of each query cell.
+
+        ``query_feats`` / ``key_feats`` are the online / momentum backbone maps (B, C, H, W) of views
+        ``query_view`` / ``key_view`` (1 or 2). Default (DenseCL, PixCon-Sim): ``j* = argmax_j cos(b_q_i, b_k_j)``,
+        every query weighted 1.
+        """
+        _, index = feature_argmax(query_feats.flatten(2), key_feats.flatten(2))
+        return index, torch.ones(index.shape, device=index.device)
+
+    # ----------------------------------------------------------------- the step
+    def _query(self, feats: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised global query (B, D) and dense queries (B, D, N) of an online backbone map."""
+        global_q = F.normalize(self.predictor(self.projector(global_pool(feats))), dim=1)
+        dense_q = F.normalize(self.dense_predictor(self.dense_projector(feats)), dim=1)
+        return global_q, dense_q.flatten(2)
+
+    @torch.no_grad()
+    def _key(self, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalised global key (B, D), dense keys (B, D, N) and pooled dense key (B, D) of a momentum map."""
+        global_k = F.normalize(self.projector_k(global_pool(feats)), dim=1)
+        dense = self.dense_projector_k(feats)
+        return global_k, F.normalize(dense, dim=1).flatten(2), F.normalize(global_pool(dense), dim=1)
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        views = self.views(batch)
+        directions = [(0, 1), (1, 0)] if self.symmetric else [(0, 1)]
+        online = {a: self.backbone(views[a]) for a, _ in directions}
+        with torch.no_grad():  # shuffled BN on the key backbone (MoCo / DenseCL, whose heads have no BN)
+            momentum = {b: shuffled_forward(self.backbone_k, views[b], self.shuffle_groups) for _, b in directions}
+            keys = {b: self._key(f) for b, f in momentum.items()}
+        negatives, dense_negatives = self.queue.keys.clone(), self.dense_queue.keys.clone()
+
+        loss_global = loss_dense = weight = 0.0
+        for a, b in directions:
+            global_q, dense_q = self._query(online[a])
+            global_k, dense_k, _ = keys[b]
+            with torch.no_grad():
+                index, weights = self.match(online[a].detach(), momentum[b], batch, a + 1, b + 1)
+            loss_global = loss_global + info_nce(global_q, global_k, negatives, self.temperature)
+            loss_dense = loss_dense + dense_info_nce(dense_q, gather_cells(dense_k, index), dense_negatives,
+                                                     self.temperature, weights)
+            weight = weight + weights.float().mean() / len(directions)
+        loss = (1.0 - self.loss_lambda) * loss_global + self.loss_lambda * loss_dense
+
+        # One view's keys per step, the same view for both queues: a random one when symmetric, else the key view.
+        pick = int(torch.randint(2, ())) if self.symmetric else 1
+        self.queue.enqueue(keys[pick][0])
+        self.dense_queue.enqueue(keys[pick][2])
+        return {"loss": loss, "loss_global": loss_global, "loss_dense": loss_dense, "dense_weight": weight}

@@ -1,0 +1,62 @@
+"""PixCon (Pang et al., "Revisiting Pixel-Level Contrastive Pre-Training on Scene Images", WACV 2024; authors'
+release on MMSelfSup): pixel-level InfoNCE on the MoCo-v2+ core (``pixelssl.methods.dense_moco``), three ways to
+choose each query pixel's positive.
+
+- ``pixcon_coord``: the key cell at the same image location (geometrically nearest centre, ``dense.geometry``);
+  query cells outside the views' intersection are dropped.
+- ``pixcon_sim``: the key cell of highest backbone-feature cosine (DenseCL's matching in the MoCo-v2+ pipeline).
+- ``pixcon_sr``: Sim matching with semantic reweighting (see ``PixConSR``).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from pixelssl.config import PretrainConfig
+from pixelssl.dense.matching import cells_in_other_view, feature_argmax, nearest_cell, semantic_weights
+from pixelssl.methods.dense_moco import DenseMoCo
+from pixelssl.methods.registry import register_method
+
+
+@register_method("pixcon_coord")
+class PixConCoord(DenseMoCo):
+    """Coordinate matching: ``j* = argmin_j ||c_i - c'_j||``; weight 1 inside the views' intersection, else 0."""
+
+    def match(self, query_feats: Tensor, key_feats: Tensor, batch: dict[str, Tensor], query_view: int,
+              key_view: int) -> tuple[Tensor, Tensor]:
+        shape_q, shape_k = tuple(query_feats.shape[-2:]), tuple(key_feats.shape[-2:])
+        index, inside = nearest_cell(*self.geometry(batch, query_view), shape_q,
+                                     *self.geometry(batch, key_view), shape_k)
+        return index, inside.float()
+
+
+@register_method("pixcon_sim")
+class PixConSim(DenseMoCo):
+    """Similarity matching (the core's default): ``j* = argmax_j cos(b_q_i, b_k_j)``, every query weighted 1."""
+
+
+@register_method("pixcon_sr")
+class PixConSR(DenseMoCo):
+    """PixCon-SR: Sim matching, each query's InfoNCE term weighted by how well its match agrees with its location.
+
+    With ``s_i = max_j cos(b_q_i, b_k_j)`` on the online / momentum C5 maps (no gradient) and ``in_i`` = query cell
+    i inside the views' intersection, per image (PixCon's semantic reweighting; authors' release,
+    ``calc_dense_loss``):
+        ``w_i = 1`` if ``in_i``, else ``((s_i - min_all s) / (max_{not in} s - min_all s)) ** p``   (p = 2)
+        ``L_dense = sum_i w_i l_i / sum_i w_i`` over the batch, per direction; directions added.
+    Degenerate images (every cell in-box, or all similarities equal) get w = 1 everywhere
+    (``dense.matching.semantic_weights``). ``method.sr_weights=spatial`` is the paper's "SR (Spa.)" ablation:
+    1 in-box, 0 outside.
+    """
+
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__(cfg)
+        self.power = float(cfg.method.sr_power)
+        self.spatial_only = cfg.method.sr_weights == "spatial"
+
+    def match(self, query_feats: Tensor, key_feats: Tensor, batch: dict[str, Tensor], query_view: int,
+              key_view: int) -> tuple[Tensor, Tensor]:
+        similarity, index = feature_argmax(query_feats.flatten(2), key_feats.flatten(2))
+        box_q, flip_q = self.geometry(batch, query_view)
+        inside = cells_in_other_view(box_q, flip_q, tuple(query_feats.shape[-2:]), self.geometry(batch, key_view)[0])
+        return index, semantic_weights(similarity, inside, self.power, self.spatial_only)

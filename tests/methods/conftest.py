@@ -1,0 +1,49 @@
+"""Tiny methods and two-view batches for the method tests (ResNet-18 with narrow heads on 64-96 px views)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixelssl.config import PretrainConfig, load_config
+from pixelssl.methods import build_method
+
+# Narrow heads and short queues; presets supply everything else (recipe switches, temperature, momentum).
+TINY_MODEL = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj_dim=16", "method.queue_size=12"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a small shared CPU two OpenMP threads contend and run these tiny ops far slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_method():
+    """``tiny_method(preset, *overrides)``: a method built from a shipped preset with narrow heads, in train mode."""
+
+    def build(preset: str, *overrides: str):
+        torch.manual_seed(0)
+        cfg = load_config(PretrainConfig, preset, [*TINY_MODEL, *overrides])
+        return build_method(cfg).train()
+
+    return build
+
+
+@pytest.fixture
+def two_view_batch():
+    """``two_view_batch(b, size)``: random views whose boxes overlap partly, view 2 flipped in odd images."""
+
+    def make(b: int = 4, size: int = 96) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(b * size)
+        return {
+            "view1": torch.randn(b, 3, size, size, generator=g), "view2": torch.randn(b, 3, size, size, generator=g),
+            "box1": torch.tensor([[0.0, 0.0, 0.6, 0.7]]).repeat(b, 1),
+            "box2": torch.tensor([[0.25, 0.3, 1.0, 1.0]]).repeat(b, 1),
+            "flip1": torch.zeros(b, dtype=torch.bool), "flip2": torch.arange(b) % 2 == 1,
+        }
+
+    return make

@@ -1,0 +1,108 @@
+"""PixCon-Coord / -Sim / -SR and DenseCL matching, and the semantic weights, against constructed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pixelssl.dense.matching import semantic_weights
+
+
+@pytest.mark.parametrize("preset", ["densecl_r18_demo", "pixcon_sim_r18_demo", "pixcon_sr_r18_demo"])
+def test_similarity_matching_picks_the_planted_argmax(tiny_method, two_view_batch, preset):
+    method = tiny_method(preset)
+    g = torch.Generator().manual_seed(1)
+    key = torch.randn(4, 32, 3, 3, generator=g)
+    planted = torch.stack([torch.randperm(9, generator=g) for _ in range(4)])  # query cell i <- key cell planted[i]
+    query = torch.gather(key.flatten(2), 2, planted[:, None, :].expand(-1, 32, -1))
+    query = (3.0 * query + 0.3 * torch.randn(query.shape, generator=g)).view(4, 32, 3, 3)  # scaled + noisy copies
+    index, weights = method.match(query, key, two_view_batch(4), 1, 2)
+    assert torch.equal(index, planted)
+    assert weights.shape == (4, 9) and torch.isfinite(weights).all()
+
+
+def _centre(box, flipped, i, j, h, w):
+    """DESIGN.md's cell-centre formula, one cell at a time."""
+    x0, y0, x1, y1 = box
+    if flipped:
+        x0, x1 = x1, x0
+    return x0 + (j + 0.5) * (x1 - x0) / w, y0 + (i + 0.5) * (y1 - y0) / h
+
+
+def test_coordinate_match_is_the_geometrically_nearest_cell(tiny_method):
+    method = tiny_method("pixcon_coord_r18_demo")
+    g = torch.Generator().manual_seed(2)
+    lo = torch.rand(6, 2, generator=g) * 0.5
+    batch = {"box1": torch.cat([lo, lo + 0.3 + torch.rand(6, 2, generator=g) * 0.2], 1),
+             "box2": torch.cat([lo * 0.5, lo * 0.5 + 0.5], 1),
+             "flip1": torch.tensor([False, True, False, True, False, True]),
+             "flip2": torch.tensor([False, False, True, True, False, True])}
+    shape = (4, 4)
+    feats = torch.randn(6, 8, *shape)  # features play no part in coordinate matching
+    index, weights = method.match(feats, feats, batch, 1, 2)
+    h, w = shape
+    for b in range(6):
+        box1, box2 = batch["box1"][b].tolist(), batch["box2"][b].tolist()
+        keys = [_centre(box2, bool(batch["flip2"][b]), i, j, h, w) for i in range(h) for j in range(w)]
+        for n in range(h * w):
+            x, y = _centre(box1, bool(batch["flip1"][b]), n // w, n % w, h, w)
+            nearest = min(range(h * w), key=lambda m: math.hypot(keys[m][0] - x, keys[m][1] - y))
+            inside = box2[0] <= x <= box2[2] and box2[1] <= y <= box2[3]
+            assert int(index[b, n]) == nearest, (b, n)
+            assert float(weights[b, n]) == float(inside), (b, n)  # queries outside the intersection are dropped
+    assert 0 < weights.sum() < weights.numel()  # the case has both kinds of query
+
+
+def test_semantic_weights_on_a_hand_case():
+    s = torch.tensor([[0.2, 0.5, 0.9, 0.4]])
+    in_box = torch.tensor([[False, False, True, False]])
+    # min over all 0.2, max over out-of-box 0.5: (0, 1, in-box -> 1, (0.2 / 0.3)) then ** 2.
+    expected = torch.tensor([[0.0, 1.0, 1.0, (0.2 / 0.3) ** 2]])
+    assert torch.allclose(semantic_weights(s, in_box, power=2.0), expected)
+    assert torch.allclose(semantic_weights(s, in_box, power=1.0), expected.sqrt())
+
+
+def test_semantic_weights_are_one_in_box_bounded_outside_and_grow_with_similarity():
+    g = torch.Generator().manual_seed(3)
+    s = torch.rand(5, 49, generator=g) * 2 - 1
+    in_box = torch.rand(5, 49, generator=g) < 0.4
+    w = semantic_weights(s, in_box, power=2.0)
+    assert torch.equal(w[in_box], torch.ones(int(in_box.sum())))
+    out = w[~in_box]
+    assert out.min() >= 0 and out.max() <= 1
+    for b in range(5):
+        outside = (~in_box[b]).nonzero().flatten()
+        order = s[b, outside].argsort()
+        assert (w[b, outside][order].diff() > 0).all()  # strictly increasing with similarity
+        assert float(w[b, outside].max()) == 1.0  # the best out-of-box match is trusted fully
+
+
+def test_semantic_weights_degenerate_cases_are_finite():
+    all_in = semantic_weights(torch.rand(2, 9), torch.ones(2, 9, dtype=torch.bool))
+    equal = semantic_weights(torch.full((2, 9), 0.3), torch.arange(9).expand(2, 9) < 4)
+    lone = semantic_weights(torch.tensor([[0.1, 0.9, 0.8]]), torch.tensor([[False, True, True]]))
+    for w in (all_in, equal, lone):
+        assert torch.isfinite(w).all()
+        assert torch.equal(w, torch.ones_like(w))  # no semantic evidence: falls back to PixCon-Sim's weights
+
+
+def test_spatial_only_weights_are_the_in_box_mask():
+    in_box = torch.tensor([[True, False, True, False]])
+    w = semantic_weights(torch.tensor([[0.1, 0.9, -0.5, 0.3]]), in_box, power=2.0, spatial_only=True)
+    assert torch.equal(w, torch.tensor([[1.0, 0.0, 1.0, 0.0]]))
+
+
+def test_sr_match_weights_use_the_views_intersection(tiny_method, two_view_batch):
+    method = tiny_method("pixcon_sr_r18_demo")
+    spatial = tiny_method("pixcon_sr_r18_demo", "method.sr_weights=spatial")
+    batch = two_view_batch(2)
+    feats_q, feats_k = torch.randn(2, 8, 2, 2), torch.randn(2, 8, 2, 2)
+    # View 1 spans [0, 0.6] x [0, 0.7] on a 2x2 map: cell centres x in {0.15, 0.45}, y in {0.175, 0.525};
+    # only cell (1, 1) lies inside view 2's box [0.25, 1] x [0.3, 1].
+    _, mask = spatial.match(feats_q, feats_k, batch, 1, 2)
+    assert mask.tolist() == [[0.0, 0.0, 0.0, 1.0]] * 2
+    _, w = method.match(feats_q, feats_k, batch, 1, 2)
+    assert torch.equal(w[:, 3], torch.ones(2)) and (w[:, :3] <= 1).all() and (w[:, :3] >= 0).all()
+    assert (w[:, :3] == 1).sum(dim=1).tolist() == [1, 1]  # the best out-of-box match of each image

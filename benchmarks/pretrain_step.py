@@ -27,7 +27,7 @@ from common import machine, peak_rss_mib, run_isolated, time_it, write_results  
 
 SETTINGS = {
     "r50": dict(backbone="resnet50", size=224, batch=32, hidden=4096, dim=256, optimizer="lars"),
-    "r18-demo": dict(backbone="resnet18", size=96, batch=32, hidden=1024, dim=128, optimizer="sgd"),
+    "r18-demo": dict(backbone="resnet18", size=96, batch=32, hidden=1024, dim=128, optimizer="lars"),
 }
 
 

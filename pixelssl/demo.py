@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoBudget:
-    steps: int  # pre-training steps per method (batch 32 of 96 px view pairs)
+    steps: int  # pre-training steps per method (batch 32 of 80 px view pairs, demo_common.yaml)
     pretrain_images: int  # synthetic training scenes (unlabeled for pre-training)
     probe_train: int  # labeled scenes the probe is trained on
     probe_val: int  # held-out labeled scenes the probe is scored on
@@ -99,7 +99,7 @@ def run_demo(output_dir: str | Path = "runs/demo", quick: bool = False,
 
 def markdown_table(rows: list[dict], budget: DemoBudget, seconds: float) -> str:
     lines = [f"Linear-probe mIoU on {budget.probe_val} held-out synthetic scenes (probe trained on {budget.probe_train}); "
-             f"each method pre-trained {budget.steps} steps x batch 32 on 96 px views, ResNet-18; probe on C5 "
+             f"each method pre-trained {budget.steps} steps x batch 32 on 80 px views, ResNet-18; probe on C5 "
              f"at {budget.probe_size or 128} px; "
              f"measured {date.today().isoformat()}, {seconds / 60:.1f} min in total.",
              "",

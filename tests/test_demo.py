@@ -26,7 +26,7 @@ def test_demo_presets_all_load():
 
     for _, preset in ALL_METHODS:
         cfg = load_config(PretrainConfig, preset, [])
-        assert cfg.model.backbone == "resnet18" and cfg.data.image_size == 96 and cfg.train.batch_size == 32
+        assert cfg.model.backbone == "resnet18" and cfg.data.image_size == 80 and cfg.train.batch_size == 32
 
 
 def test_demo_cli_rejects_unknown_method(tmp_path, capsys):

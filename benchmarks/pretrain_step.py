@@ -202,6 +202,8 @@ def main() -> None:
     parser.add_argument("--case", nargs=5, metavar=("SETTING", "KIND", "DEVICE", "DTYPE", "LAYOUT"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS),
+                        help="which settings to run (r50 cases take minutes each on a 2-core CPU)")
     args = parser.parse_args()
     if args.case:
         args.setting, args.kind, args.device, args.dtype, args.layout = args.case
@@ -212,7 +214,7 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     cases = []
     for device in devices:
-        for setting in SETTINGS:
+        for setting in args.settings:
             if setting == "r50":
                 cases.append((setting, "official", device, "fp32", "nchw"))
             cases += [(setting, "bare", device, "fp32", "cl"), (setting, "ours", device, "fp32", "nchw"),

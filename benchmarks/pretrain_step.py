@@ -59,6 +59,13 @@ def ours(setting: dict, device: torch.device, dtype: str, channels_last: bool, r
     batch = make_batch(setting, device, channels_last)
     amp = dtype == "bf16"
 
+    timing = time_training_step(model, opt, batch, device, amp, repeats)
+    timing["dense"] = dense_part(model, batch, device, amp, repeats=20)
+    return timing
+
+
+def time_training_step(model, opt, batch: dict, device: torch.device, amp: bool, repeats: int) -> dict:
+    """Time whole training steps: teacher update, forward (autocast when ``amp``), backward, optimiser step."""
     def step():
         model.momentum_update(0.995)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -67,9 +74,7 @@ def ours(setting: dict, device: torch.device, dtype: str, channels_last: bool, r
         loss.backward()
         opt.step()
 
-    timing = time_it(step, device, repeats)
-    timing["dense"] = dense_part(model, batch, device, amp, repeats=20)
-    return timing
+    return time_it(step, device, repeats)
 
 
 def dense_part(model, batch: dict, device: torch.device, amp: bool, repeats: int) -> dict:
@@ -110,15 +115,7 @@ def dense_method(name: str, setting: dict, device: torch.device, dtype: str, cha
     batch = make_batch(setting, device, channels_last)
     amp = dtype == "bf16"
 
-    def step():
-        model.momentum_update(0.995)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = model(batch)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    timing = time_it(step, device, repeats)
+    timing = time_training_step(model, opt, batch, device, amp, repeats)
     timing["dense"] = matching_part(model, batch, device, amp, repeats=20)
     return timing
 

@@ -242,7 +242,6 @@ def train_inpainting(cfg: InpaintConfig | None = None, resume: str | Path | None
             "generator": generator.state_dict(), "critics": critics.state_dict(), "g_opt": g_opt.state_dict(),
             "d_opt": d_opt.state_dict(), "rng": capture_rng(), "step": step, "config": to_dict(cfg),
             "skipped_files": sorted(skipped), "held_out_l1": [list(x) for x in history],
-            "versions": {"pixelssl": __version__, "torch": str(torch.__version__)},
         }, step, t.keep_checkpoints)
 
     generator.train()

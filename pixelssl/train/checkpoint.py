@@ -40,13 +40,9 @@ def sha256_of(path: Path) -> str:
 
 def software_versions() -> dict[str, str]:
     """Versions stored with every checkpoint, so a resume can say what produced it."""
-    from importlib.metadata import PackageNotFoundError, version
+    from pixelssl import __version__
 
-    try:
-        ours = version("pixelssl")
-    except PackageNotFoundError:
-        ours = "unknown"
-    return {"pixelssl": ours, "torch": str(torch.__version__), "python": platform.python_version()}
+    return {"pixelssl": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def _fsync_dir(folder: Path) -> None:

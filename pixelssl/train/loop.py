@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pixelssl import __version__
 from pixelssl.config import PretrainConfig, to_dict
 from pixelssl.data.device_augment import build_device_augment
 from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
@@ -160,7 +159,6 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
             save_checkpoint(ckpt_dir, {
                 "model": method.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "rng": rngs[0], "step": step, "config": to_dict(cfg), "skipped_files": all_skipped,
-                "versions": {"pixelssl": __version__, "torch": str(torch.__version__)},
                 "world_size": ctx.world_size, **({"rng_ranks": rngs} if ctx.enabled else {}),
             }, step, t.keep_checkpoints)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, peak_rss_mib, run_isolated, time_it, write_results  # noqa: E402
+from common import RESULTS, machine, peak_rss_mib, run_isolated, time_it, write_results  # noqa: E402
 
 SETTINGS = {
     "r50": dict(backbone="resnet50", size=224, batch=32, hidden=4096, dim=256, optimizer="lars"),
@@ -231,7 +231,18 @@ def main() -> None:
         result = run_isolated(Path(__file__), ["--case", *case, "--repeats", str(repeats)])
         rows.append({"setting": case[0], "kind": case[1], "device": case[2], "dtype": case[3], "layout": case[4],
                      **result})
+    rows = kept_rows(args.settings, info) + rows
     write_results("pretrain_step", {"machine": info, "rows": rows}, table(rows, info))
+
+
+def kept_rows(settings: list[str], info: dict) -> list[dict]:
+    """Rows of settings not run this time, from an earlier run on the same machine, so a partial run adds to the table."""
+    previous = RESULTS / "pretrain_step.json"
+    if not previous.exists():
+        return []
+    old = json.loads(previous.read_text())
+    same_machine = all(old.get("machine", {}).get(k) == info.get(k) for k in ("cores", "cpu_capability", "gpu"))
+    return [r for r in old.get("rows", []) if same_machine and r["setting"] not in settings]
 
 
 def table(rows: list[dict], info: dict) -> str:

@@ -21,6 +21,10 @@ _REGISTRARS = (
     "pixelssl.train.commands",
     "pixelssl.evaluate.commands",
     "pixelssl.inpaint.commands",
+    "pixelssl.report.commands",
+    "pixelssl.evaluate.detection_commands",
+    "pixelssl.data.commands",
+    "pixelssl.export.commands",
 )
 
 

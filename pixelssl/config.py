@@ -80,14 +80,20 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = opt("pixpro", "pre-training method: pixpro | pixcontrast | moco | densecl | pixcon_coord | pixcon_sim "
-                              "| pixcon_sr")
+    name: str = opt("pixpro", "pre-training method: pixpro | pixpro_fpn | pixcontrast | moco | densecl | pixcon_coord "
+                              "| pixcon_sim | pixcon_sr")
     momentum: float = opt(0.99, "base momentum m0 of the teacher (EMA) encoder")
     momentum_schedule: str = opt("cosine", "cosine (m0 -> 1 over training, PixPro/BYOL) | constant (MoCo)")
     pos_ratio: float = opt(0.7, "pixpro/pixcontrast: positive when centre distance / larger bin diagonal < this")
     ppm_gamma: float = opt(2.0, "pixpro: sharpness exponent of the propagation similarity")
     ppm_transform_layers: int = opt(1, "pixpro: value transform g: 0 = identity, 1 = 1x1 conv, 2 = conv-BN-ReLU-conv")
     ins_loss_weight: float = opt(0.0, "pixpro: weight of the instance branch (0 = off; 1 in the paper's PixPro+)")
+    match_chunk_mib: float = opt(256.0, "pixpro / pixpro_fpn: memory budget (MiB) of one pairwise (B x rows x N) block "
+                                        "of the matcher, loss and PPM; bigger maps run in row blocks (0 = never split)")
+    fpn_levels: str = opt("p3-p7", "pixpro_fpn: FPN levels the loss is applied to: p3-p7 (FCOS's FPN, P6/P7 "
+                                   "included) | p3-p5 (no P6/P7 convs)")
+    fpn_head_convs: int = opt(0, "pixpro_fpn: FCOS head convs (3x3 conv-GN-ReLU, 0-4) shared by all levels between "
+                                 "the FPN and the projector, pre-trained for FCOS's head towers")
     temperature: float = opt(0.3, "pixcontrast / moco / densecl / pixcon: InfoNCE temperature (0.3 PixContrast, "
                                    "0.2 MoCo-v2, DenseCL, PixCon)")
     queue_size: int = opt(0, "moco / pixcontrast / densecl / pixcon: negatives queue length (0 = no queue; 65536 for "
@@ -119,6 +125,9 @@ class TrainConfig:
     warmup_epochs: float = opt(5.0, "linear warm-up length in epochs (fractions allowed)")
     warmup_steps: int = opt(-1, "linear warm-up in steps; -1 = derive from warmup_epochs")
     grad_clip: float = opt(0.0, "clip the global gradient norm to this value (0 = off)")
+    nonfinite: str = opt("stop", "a NaN/inf loss or gradient: stop (the last checkpoint stays good) | skip (drop the "
+                                 "step, undo its BatchNorm-statistics and queue updates, go on)")
+    max_nonfinite_skips: int = opt(20, "with nonfinite=skip: stop once this many steps of the run were skipped")
     amp: str = opt("auto", "autocast: auto (bf16 where the hardware has it, else fp32) | fp32 | bf16 | fp16 (CUDA)")
     channels_last: bool = opt(True, "use channels_last memory format for the networks")
     compile: bool = opt(False, "torch.compile the model (in place; the first steps are slow while it compiles)")
@@ -129,6 +138,8 @@ class TrainConfig:
     checkpoint_every: int = opt(500, "steps between checkpoints (one is always written at the end)")
     keep_checkpoints: int = opt(2, "numbered checkpoints kept besides last.pt (oldest removed first)")
     tensorboard: bool = opt(True, "write TensorBoard event files into the run directory")
+    figure_every: int = opt(0, "steps between the report's figures (attention, PCA, matches, PPM / SR weights on "
+                               "one fixed image) in TensorBoard; 0 = off (each costs ~1 s of CPU at ResNet-18)")
     progress: bool = opt(True, "show a rich progress bar")
 
 
@@ -334,6 +345,9 @@ def _validate_pretrain(cfg: PretrainConfig) -> None:
     require(me.ppm_gamma > 0, "method.ppm_gamma", "must be > 0")
     require(me.ppm_transform_layers in (0, 1, 2), "method.ppm_transform_layers", "must be 0, 1 or 2")
     require(me.ins_loss_weight >= 0, "method.ins_loss_weight", "must be >= 0")
+    require(me.match_chunk_mib >= 0, "method.match_chunk_mib", f"must be >= 0 (got {me.match_chunk_mib})")
+    choice(me.fpn_levels, "method.fpn_levels", ("p3-p7", "p3-p5"))
+    require(0 <= me.fpn_head_convs <= 4, "method.fpn_head_convs", f"must be in 0..4 (got {me.fpn_head_convs})")
     require(me.temperature > 0, "method.temperature", "must be > 0")
     require(me.queue_size >= 0, "method.queue_size", "must be >= 0")
     require(me.shuffle_bn_groups >= 1, "method.shuffle_bn_groups", "must be >= 1")
@@ -351,9 +365,14 @@ def _validate_pretrain(cfg: PretrainConfig) -> None:
     require(t.warmup_epochs >= 0, "train.warmup_epochs", "must be >= 0")
     require(t.grad_clip >= 0, "train.grad_clip", "must be >= 0")
     choice(t.amp, "train.amp", ("auto", "fp32", "bf16", "fp16"))
+    choice(t.nonfinite, "train.nonfinite", ("stop", "skip"))
+    require(t.max_nonfinite_skips >= 0, "train.max_nonfinite_skips", "must be >= 0")
     require(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device",
             f"'{t.device}' is not auto, cpu, cuda or cuda:N")
     require(t.log_every >= 1, "train.log_every", "must be >= 1")
+    require(t.figure_every >= 0, "train.figure_every", f"must be >= 0 (got {t.figure_every})")
+    require(t.figure_every == 0 or t.tensorboard, "train.figure_every", "needs train.tensorboard=true (figures go "
+                                                                        "to TensorBoard)")
     require(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
     require(t.keep_checkpoints >= 0, "train.keep_checkpoints", "must be >= 0")
 

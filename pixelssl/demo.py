@@ -75,6 +75,7 @@ def run_demo(output_dir: str | Path = "runs/demo", quick: bool = False,
     rows = [{"method": "random init", "steps": 0, "pretrain_s": 0.0, "first_loss": None, "final_loss": None,
              "miou": random_metrics["miou"], "pixel_acc": random_metrics["pixel_acc"],
              "probe_s": random_metrics["timing"]["total_s"], "run": None}]
+    trained: dict[str, torch.nn.Module] = {}  # run directory -> method, reused by the report (no reloading)
     for label, preset in methods:
         name = preset.replace("_r18_demo", "")
         shutil.rmtree(out / name, ignore_errors=True)  # the demo owns these run directories
@@ -83,6 +84,7 @@ def run_demo(output_dir: str | Path = "runs/demo", quick: bool = False,
             f"data.synthetic.num_images={budget.pretrain_images}", "train.checkpoint_every=1000000"])
         log.info("demo: pre-training %s for %d steps", label, budget.steps)
         result = pretrain(cfg)
+        trained[str(result.run_dir)] = result.method
         metrics = _probe(build_backbone("resnet18", str(result.backbone_path)), budget)
         rows.append({"method": label, "steps": budget.steps, "pretrain_s": result.seconds,
                      "first_loss": result.first_loss, "final_loss": result.final_loss, "miou": metrics["miou"],
@@ -94,7 +96,21 @@ def run_demo(output_dir: str | Path = "runs/demo", quick: bool = False,
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "results.md").write_text(markdown_table(rows, budget, total) + "\n")
     print_table(rows, budget, total, out)
+    write_demo_report(out, summary, trained)
     return rows
+
+
+def write_demo_report(out: Path, summary: dict, trained: dict[str, torch.nn.Module]) -> Path:
+    """``report.html`` of the demo's runs (curves, the method table, figures), from the models in memory."""
+    from pixelssl.report.html import write_report
+
+    started = time.perf_counter()
+    path = write_report(list(trained), out / "report.html", methods=trained, demo=summary,
+                        title="pixelssl demo: dense pre-training methods compared")
+    summary["report_s"] = round(time.perf_counter() - started, 2)
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"report: {path.resolve()}  ({summary['report_s']:.1f} s)")
+    return path
 
 
 def markdown_table(rows: list[dict], budget: DemoBudget, seconds: float) -> str:

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pixelssl.train.distributed import global_mean
+
 
 def _fp32(t: Tensor) -> Tensor:
     """Losses are computed in at least fp32 (autocast may hand over bf16/fp16 products)."""
@@ -23,10 +25,22 @@ def pixpro_consistency(pred: Tensor, key: Tensor, positives: Tensor) -> Tensor:
     its positive pairs, then ``-2 * mean`` over the batch. An image without positives contributes 0
     and still counts in the mean (as the release does).
     """
+    return consistency_from_sums(*positive_cosine_sums(pred, key, positives))
+
+
+def positive_cosine_sums(pred: Tensor, key: Tensor, positives: Tensor) -> tuple[Tensor, Tensor]:
+    """Per image, the sum of ``cos(pred_i, key_j)`` over positive pairs and the number of positives: two (B,).
+
+    Sums over disjoint row blocks of ``pred`` / ``positives`` add up to the full sums (``dense.chunked``).
+    """
     cos = _fp32(torch.bmm(pred.transpose(1, 2), key.to(pred.dtype)))  # (B, N1, N2)
     pos = positives.to(cos.dtype)
-    per_image = (cos * pos).sum(dim=(1, 2)) / (pos.sum(dim=(1, 2)) + 1e-6)
-    return -2.0 * per_image.mean()
+    return (cos * pos).sum(dim=(1, 2)), pos.sum(dim=(1, 2))
+
+
+def consistency_from_sums(cosine_sums: Tensor, counts: Tensor) -> Tensor:
+    """PixPro's reduction: per image mean cosine over its positives, then ``-2 * mean`` over the batch."""
+    return -2.0 * (cosine_sums / (counts + 1e-6)).mean()
 
 
 def negative_cosine(pred: Tensor, target: Tensor) -> Tensor:
@@ -74,7 +88,8 @@ def dense_info_nce(query: Tensor, key: Tensor, negatives: Tensor, temperature: f
     if weights is None:
         return per_pixel.mean()
     w = weights.reshape(-1).to(per_pixel.dtype)
-    return (per_pixel * w).sum() / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
+    # Normalised over the global batch under torchrun: ranks hold different weight sums (global_mean).
+    return global_mean((per_pixel * w).sum(), w.sum(), torch.finfo(w.dtype).tiny)
 
 
 def pixel_info_nce(
@@ -85,7 +100,7 @@ def pixel_info_nce(
 
     query (B, C, N1) and key (B, C, N2) normalised; positives (B, N1, N2); the other key pixels of the same
     image (and the optional extra ``negatives`` (K, C)) are negatives. Averaged over valid query pixels
-    (inside the views' intersection) of the whole batch; pixels without any positive are never averaged.
+    (inside the views' intersection) of the whole (global) batch; pixels without any positive are never averaged.
     """
     logits = _fp32(torch.bmm(query.transpose(1, 2), key.to(query.dtype))) / temperature  # (B, N1, N2)
     pos = positives.to(torch.bool)
@@ -100,4 +115,4 @@ def pixel_info_nce(
     log_denominator = torch.logsumexp(all_logits, dim=-1)
     log_numerator = torch.logsumexp(logits.masked_fill(~pos, float("-inf")), dim=-1)
     per_pixel = torch.where(valid, log_denominator - log_numerator, torch.zeros_like(log_denominator))
-    return per_pixel.sum() / valid.sum().clamp(min=1)
+    return global_mean(per_pixel.sum(), valid.sum(), 1.0)  # ranks hold different numbers of valid pixels

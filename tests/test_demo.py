@@ -19,6 +19,8 @@ def test_quick_demo_writes_measured_table(tmp_path):
     table = (tmp_path / "results.md").read_text()
     assert "| PixPro | 2 |" in table and "random init" in table
     assert Path(rows[1]["run"]).is_dir() and Path(rows[1]["run"]).parent == tmp_path
+    report = (tmp_path / "report.html").read_text()  # the demo ends with its report (tests/report check its content)
+    assert "Demo: method comparison" in report and report.count("<img ") >= 8 and saved["report_s"] > 0
 
 
 def test_demo_presets_all_load():

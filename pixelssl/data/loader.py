@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pixelssl.data.datasets import ImageSource, load_with_fallback
 from pixelssl.data.views import TwoViewSampler
+from pixelssl.data.worker_report import LoadTracker
+from pixelssl.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +48,33 @@ class TwoViewDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.param_samplers = param_samplers
+        self.tracker: LoadTracker | None = None  # set when loader workers run (names the file if one dies)
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
         epoch, index = item
-        image, skipped = load_with_fallback(self.source, index)
+        tracker = self.tracker
+        name = self.source.describe(index)
+        if tracker is not None:
+            tracker.loading(name)
+        try:
+            image, skipped = load_with_fallback(self.source, index)
+            if skipped:
+                name = self.source.describe((index + len(skipped)) % len(self.source))
+                if tracker is not None:
+                    tracker.loading(name)
+            sample = self._views(image, epoch, index)
+        except DataError:
+            raise
+        except Exception as exc:  # e.g. an I/O error or an augmentation failing on an odd image: name the image
+            raise DataError(f"{name}: {type(exc).__name__}: {exc}") from exc
+        if tracker is not None:
+            tracker.done(name)
+        return {**sample, "skipped": skipped}
+
+    def _views(self, image: Tensor, epoch: int, index: int) -> dict[str, Any]:
         generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index, 0))
         first, second = self.views(image, generator)
         photo: dict[str, Tensor] = {}
@@ -65,8 +87,7 @@ class TwoViewDataset(Dataset):
                 view1, view2 = first.image, second.image
                 photo = {"photo1": self.param_samplers[0](), "photo2": self.param_samplers[1]()}
         return {"view1": view1, "view2": view2, "box1": first.box, "box2": second.box,
-                "flip1": torch.tensor(first.flipped), "flip2": torch.tensor(second.flipped), **photo,
-                "skipped": skipped}
+                "flip1": torch.tensor(first.flipped), "flip2": torch.tensor(second.flipped), **photo}
 
 
 def collate_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -130,6 +151,7 @@ def build_pretrain_loader(dataset: TwoViewDataset, batch_size: int, seed: int, s
     without ``persistent_workers``; ``pin_memory`` makes the host-to-GPU copies asynchronous.
     """
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start_step, total_steps, rank, world_size)
+    dataset.tracker = LoadTracker() if num_workers > 0 else None  # a dead worker is reported with its file
     return DataLoader(
         dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_pairs,
         pin_memory=pin_memory, worker_init_fn=_worker_init if num_workers > 0 else None,

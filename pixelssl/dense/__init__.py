@@ -13,6 +13,7 @@ from pixelssl.dense.propagation import (
     masked_softmax,
     pixel_propagation,
     propagate,
+    propagation_weights,
     sharpen,
     similarity_matrix,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "normalized_distances",
     "pixel_propagation",
     "propagate",
+    "propagation_weights",
     "semantic_weights",
     "sharpen",
     "similarity_matrix",

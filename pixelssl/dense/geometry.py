@@ -54,10 +54,22 @@ def normalized_distances(
     views' cell diagonals (PixPro sec. 3.1): (B, N1, N2)."""
     c1 = cell_centers(boxes1, flipped1, *shape1)
     c2 = cell_centers(boxes2, flipped2, *shape2)
+    return scaled_distances(c1, c2, distance_scale(boxes1, shape1, boxes2, shape2))
+
+
+def distance_scale(boxes1: Tensor, shape1: tuple[int, int], boxes2: Tensor, shape2: tuple[int, int]) -> Tensor:
+    """The larger of the two views' cell diagonals, PixPro's distance unit: (B,)."""
+    return torch.maximum(bin_diagonal(boxes1, *shape1), bin_diagonal(boxes2, *shape2))
+
+
+def scaled_distances(centers1: Tensor, centers2: Tensor, scale: Tensor) -> Tensor:
+    """Distance between centres (B, N1, 2) and (B, N2, 2) divided by ``scale`` (B,): (B, N1, N2).
+
+    Any row subset of ``centers1`` gives the same rows of the full result (what the chunked matcher relies on).
+    """
     # Explicit differences rather than torch.cdist, whose matrix-product shortcut loses precision.
-    diff = c1[:, :, None, :] - c2[:, None, :, :]
+    diff = centers1[:, :, None, :] - centers2[:, None, :, :]
     dist = diff.pow(2).sum(-1).sqrt()
-    scale = torch.maximum(bin_diagonal(boxes1, *shape1), bin_diagonal(boxes2, *shape2))
     return dist / scale[:, None, None]
 
 

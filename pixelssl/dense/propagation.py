@@ -49,6 +49,11 @@ def propagate(weights: Tensor, values: Tensor) -> Tensor:
     return torch.bmm(weights, values.to(weights.dtype))
 
 
+def propagation_weights(features: Tensor, gamma: float = 2.0) -> Tensor:
+    """PPM's similarity of every cell of a (B, C, N) map to every other: ``max(cos(x_i, x_j), 0) ** gamma``, (B, N, N)."""
+    return sharpen(cosine_similarity_matrix(features, features), gamma)
+
+
 def pixel_propagation(features: Tensor, values: Tensor, gamma: float = 2.0) -> Tensor:
     """PixPro's Pixel Propagation Module on (B, C, H, W) maps, in the release's order:
 
@@ -57,6 +62,15 @@ def pixel_propagation(features: Tensor, values: Tensor, gamma: float = 2.0) -> T
     b, c, h, w = features.shape
     x = features.flatten(2)  # (B, C, N)
     v = F.normalize(values.flatten(2), dim=1)  # (B, C, N)
-    s = sharpen(cosine_similarity_matrix(x, x), gamma)  # (B, N, N), symmetric
+    s = propagation_weights(x, gamma)  # (B, N, N), symmetric
     y = propagate(s, v.transpose(1, 2))  # (B, N, C)
     return F.normalize(y.transpose(1, 2), dim=1).reshape(b, -1, h, w)
+
+
+def propagation_rows(queries: Tensor, units: Tensor, values: Tensor, gamma: float) -> Tensor:
+    """Un-normalised PPM output of some query cells, ``sum_j max(q_i . a_j, 0) ** gamma * v_j``: (B, Nq, C).
+
+    queries (B, C, Nq) and units (B, C, N) are unit vectors (the queries a subset of the units), values (B, C, N)
+    the normalised ``g(x)``; ``dense.chunked`` runs the PPM block by block of query rows with it.
+    """
+    return propagate(sharpen(similarity_matrix(queries, units), gamma), values.transpose(1, 2))

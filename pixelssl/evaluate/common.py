@@ -101,3 +101,9 @@ class Subset:
     def name(self, index: int) -> str:
         """The underlying dataset's name of item ``index``."""
         return item_name(self.dataset, self.indices[index])
+
+
+def bf16_autocast(amp: bool, device: torch.device) -> Any:
+    """bf16 autocast on a GPU that supports it when ``amp`` is on; otherwise a no-op context (evaluation training)."""
+    enabled = bool(amp) and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

@@ -33,6 +33,7 @@ from pixelssl.config import choice, opt, register_validator, require, sub
 from pixelssl.data.loader import StepBatchSampler
 from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.evaluate.common import (
+    bf16_autocast,
     check_compatible,
     check_label,
     class_names,
@@ -276,7 +277,7 @@ def evaluate_segmentation(model: nn.Module, dataset: Any, cfg: Any, device: torc
 
     for batch, labels in same_shape_batches(items(), max(1, cfg.batch_size // world)):
         images = prepare_image(batch.to(device), cfg.image_size).contiguous(memory_format=torch.channels_last)
-        with _autocast(cfg, device):
+        with bf16_autocast(cfg.amp, device):
             logits = predict(model, images, cfg).float()
         target = torch.stack(labels).to(device)
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
@@ -287,12 +288,6 @@ def evaluate_segmentation(model: nn.Module, dataset: Any, cfg: Any, device: torc
 
 
 # --------------------------------------------------------------------------- training
-def _autocast(cfg: Any, device: torch.device) -> Any:
-    """bf16 autocast on a GPU that supports it when ``amp`` is on; otherwise a no-op context."""
-    enabled = bool(cfg.amp) and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 def lr_factor(step: int, cfg: Any) -> float:
     """Multiplier of the peak lr at ``step``: linear warm-up, then poly (power 0.9) or cosine decay to 0."""
     if step < cfg.warmup_steps:
@@ -383,7 +378,7 @@ def finetune_segmentation(backbone: Backbone, train_ds: Any, val_ds: Any, config
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = base * lr_factor(step, cfg)
                 images = images.to(device).contiguous(memory_format=torch.channels_last)
-                with _autocast(cfg, device):
+                with bf16_autocast(cfg.amp, device):
                     logits = trained(images)
                 loss = F.cross_entropy(logits.float(), labels.to(device), ignore_index=train_ds.ignore_index)
                 optimizer.zero_grad(set_to_none=True)

@@ -1,4 +1,4 @@
-"""CLI subcommands ``pixelssl inpaint train | fill | eval`` (thin wrappers over the inpainting API)."""
+"""CLI subcommands ``pixelssl inpaint train | fill | eval | serve`` (thin wrappers over the inpainting API)."""
 
 from __future__ import annotations
 
@@ -81,6 +81,18 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from pixelssl.inpaint.serve import ServeLimits, serve
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("starlette", "uvicorn", "multipart", "python_multipart"):
+            raise PixelSSLError(f"`pixelssl inpaint serve` needs the web extras ({exc.name} is missing): "
+                                "pip install 'pixelssl[serve]' (in a clone: pip install -e '.[serve]')") from exc
+        raise
+    serve(args.weights, args.host, args.port, ServeLimits(args.max_upload_mib, args.max_side), args.device)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("inpaint", help="contextual-attention image inpainting (DeepFill v1)",
                                    description="Train an inpainting model, fill holes, evaluate against baselines.")
@@ -117,3 +129,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--out", help="also write the results as JSON here")
     p.set_defaults(func=_eval)
+
+    p = commands.add_parser("serve", help="a local web page: upload an image, paint the hole, fill, download",
+                            description="Serve the inpainting page. The model is loaded once; fills run one at a time. "
+                                        "Needs the web extras: pip install 'pixelssl[serve]'.")
+    p.add_argument("--weights", required=True, help="generator.safetensors of a run (or a checkpoint .pt)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default %(default)s; 0 = any free port)")
+    p.add_argument("--max-upload-mib", type=float, default=10.0, help="largest upload per file, MiB (default %(default)s)")
+    p.add_argument("--max-side", type=int, default=1024,
+                   help="largest accepted image side in px (default %(default)s); the page downscales bigger images")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.set_defaults(func=_serve)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -128,26 +129,29 @@ def crop_boxes(x: Tensor, boxes: Tensor, size: int) -> Tensor:
     return x[batch, channels, rows, cols]
 
 
-def load_mask(path: str | Path, expected_size: tuple[int, int] | None = None, image_path: str | Path = "") -> Tensor:
+def load_mask(path: str | Path | BinaryIO, expected_size: tuple[int, int] | None = None, image_path: str | Path = "",
+              name: str | None = None) -> Tensor:
     """A user mask image as a bool (H, W) tensor: pixels brighter than mid-grey (or opaque alpha) are the hole.
 
+    ``path`` is a file path or an open binary file (an upload); ``name`` is what errors call it (default: the path).
     Raises ``DataError`` naming the file when it cannot be read, does not match ``expected_size`` (H, W), has no
     hole pixels or is all hole.
     """
-    path = Path(path)
+    path = path if hasattr(path, "read") else Path(path)
+    name = str(path) if name is None else name
     try:
         with Image.open(path) as image:
             grey = np.asarray(image.convert("L"))
     except FileNotFoundError as err:
-        raise DataError(f"mask file '{path}' does not exist") from err
+        raise DataError(f"mask file '{name}' does not exist") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"cannot read mask '{path}': {err}".splitlines()[0]) from err
+        raise DataError(f"cannot read mask '{name}': {err}".splitlines()[0]) from err
     hole = torch.from_numpy(np.ascontiguousarray(grey > 127))
     if expected_size is not None and tuple(hole.shape) != tuple(expected_size):
-        raise DataError(f"mask '{path}' is {hole.shape[1]}x{hole.shape[0]} but image '{image_path}' is "
+        raise DataError(f"mask '{name}' is {hole.shape[1]}x{hole.shape[0]} but image '{image_path}' is "
                         f"{expected_size[1]}x{expected_size[0]} (width x height); they must match")
     if not bool(hole.any()):
-        raise DataError(f"mask '{path}' has no hole pixels (white = hole, black = keep)")
+        raise DataError(f"mask '{name}' has no hole pixels (white = hole, black = keep)")
     if bool(hole.all()):
-        raise DataError(f"mask '{path}' marks the whole image as hole; nothing is left to fill from")
+        raise DataError(f"mask '{name}' marks the whole image as hole; nothing is left to fill from")
     return hole

@@ -50,6 +50,13 @@ class Method(nn.Module):
         for name in self._teachers:
             ema_update_(getattr(self, f"{name}_k"), getattr(self, name), momentum)
 
+    # ----------------------------------------------------------------- exports
+    @staticmethod
+    def extra_weights(state: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+        """Weight files besides ``backbone.safetensors`` (file name -> tensors) taken from this method's state dict,
+        written into the run directory at the end of training and by ``pixelssl export`` (none by default)."""
+        return {}
+
     # ----------------------------------------------------------------- geometry of the batch
     @staticmethod
     def views(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

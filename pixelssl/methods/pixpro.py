@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pixelssl.config import PretrainConfig
-from pixelssl.dense.propagation import pixel_propagation
-from pixelssl.losses import negative_cosine, pixpro_consistency
+from pixelssl.dense.chunked import CellPairs, chunked_consistency, chunked_pixel_propagation
+from pixelssl.losses import negative_cosine
 from pixelssl.methods.base import Method
 from pixelssl.methods.registry import register_method
 from pixelssl.models.heads import ConvMLP, global_pool
@@ -34,39 +34,77 @@ def value_transform(layers: int, dim: int) -> nn.Module:
 class PixPro(Method):
     def __init__(self, cfg: PretrainConfig) -> None:
         super().__init__(cfg)
-        channels, hidden, dim = self.backbone.out_channels, cfg.model.proj_hidden_dim, cfg.model.proj_dim
-        self.projector = ConvMLP(channels, hidden, dim)
+        self.build_neck(cfg)
+        hidden, dim = cfg.model.proj_hidden_dim, cfg.model.proj_dim
+        self.projector = ConvMLP(self.dense_channels, hidden, dim)
         self.value_transform = value_transform(cfg.method.ppm_transform_layers, dim)
         self.gamma = float(cfg.method.ppm_gamma)
         self.pos_ratio = float(cfg.method.pos_ratio)
+        self.chunk_mib = float(cfg.method.match_chunk_mib)
         self.instance_weight = float(cfg.method.ins_loss_weight)
-        teachers = ["backbone", "projector"]
+        teachers = ["backbone", *self.neck_modules, "projector"]
         if self.instance_weight > 0:
+            channels = self.backbone.out_channels
             self.projector_instance = ConvMLP(channels, hidden, dim)
             self.predictor = ConvMLP(dim, hidden, dim)
             teachers.append("projector_instance")
         self.add_teacher(*teachers)
 
+    # ------------------------------------------------------------ what a variant changes (pixpro_fpn)
+    neck_modules: tuple[str, ...] = ()  # modules between backbone and projector, each with a teacher copy
+    level_names: tuple[str, ...] = ("c5",)  # the maps the dense loss is applied to
+
+    def build_neck(self, cfg: PretrainConfig) -> None:
+        """Create the neck modules (none: the projector reads C5)."""
+
+    @property
+    def dense_channels(self) -> int:
+        """Channels of the maps the projector reads."""
+        return self.backbone.out_channels
+
+    def encode(self, view: Tensor, teacher: bool = False) -> tuple[list[Tensor], Tensor]:
+        """(maps for the dense loss, one per level in ``level_names``; C5 for the instance branch) of one view."""
+        c5 = (self.backbone_k if teacher else self.backbone)(view)
+        return [c5], c5
+
+    # ------------------------------------------------------------ the shared computation
+    def level_loss(self, batch: dict[str, Tensor], maps: tuple[Tensor, Tensor],
+                   keys: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """Both directions of the consistency loss on one level: (loss, positives per image (B,)).
+
+        Positives use the level's own cells: distances are in units of this level's cell diagonal (PixPro sec. 3.1),
+        so the threshold ``pos_ratio`` means the same number of neighbouring cells at every level.
+        """
+        projections = [self.projector(m) for m in maps]
+        props = [chunked_pixel_propagation(p, self.value_transform(p), self.gamma, self.chunk_mib) for p in projections]
+        pairs = CellPairs.of_views(batch, tuple(maps[0].shape[-2:]), tuple(maps[1].shape[-2:]), self.pos_ratio)
+        loss12, counts = chunked_consistency(props[0].flatten(2), keys[1].flatten(2), pairs, self.chunk_mib)
+        loss21, _ = chunked_consistency(props[1].flatten(2), keys[0].flatten(2), pairs.transposed(), self.chunk_mib)
+        return loss12 + loss21, counts
+
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         views = self.views(batch)
-        feats = [self.backbone(v) for v in views]
-        projections = [self.projector(f) for f in feats]
-        props = [pixel_propagation(p, self.value_transform(p), self.gamma) for p in projections]
+        (maps1, c5_1), (maps2, c5_2) = [self.encode(v) for v in views]
         with torch.no_grad():
-            feats_k = [self.backbone_k(v) for v in views]
-            keys = [F.normalize(self.projector_k(f), dim=1) for f in feats_k]
+            teacher = [self.encode(v, teacher=True) for v in views]
+            keys = [[F.normalize(self.projector_k(m), dim=1) for m in maps] for maps, _ in teacher]
 
-        shape = tuple(feats[0].shape[-2:])
-        pos = self.coordinate_positives(batch, shape, self.pos_ratio)  # (B, N1, N2)
-        dense = (pixpro_consistency(props[0].flatten(2), keys[1].flatten(2), pos)
-                 + pixpro_consistency(props[1].flatten(2), keys[0].flatten(2), pos.transpose(1, 2)))
-        out = {"loss_dense": dense, "positives_per_image": pos.sum(dim=(1, 2)).float().mean()}
+        out: dict[str, Tensor] = {}
+        losses, positives = [], []
+        for level, name in enumerate(self.level_names):
+            loss, counts = self.level_loss(batch, (maps1[level], maps2[level]), (keys[0][level], keys[1][level]))
+            losses.append(loss)
+            positives.append(counts.float().mean())
+            if len(self.level_names) > 1:
+                out[f"loss_dense_{name}"] = loss.detach()
+        dense = losses[0] if len(losses) == 1 else torch.stack(losses).mean()  # levels weigh equally
+        out.update(loss_dense=dense, positives_per_image=sum(positives) / len(positives))
         loss = dense
         if self.instance_weight > 0:
             # PixPro+: per-pixel projector and predictor, *then* average pooling (release order).
-            preds = [global_pool(self.predictor(self.projector_instance(f))) for f in feats]
+            preds = [global_pool(self.predictor(self.projector_instance(f))) for f in (c5_1, c5_2)]
             with torch.no_grad():
-                targets = [global_pool(self.projector_instance_k(f)) for f in feats_k]
+                targets = [global_pool(self.projector_instance_k(c5)) for _, c5 in teacher]
             instance = negative_cosine(preds[0], targets[1]) + negative_cosine(preds[1], targets[0])
             out["loss_instance"] = instance
             loss = loss + self.instance_weight * instance

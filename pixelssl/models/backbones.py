@@ -171,10 +171,14 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
 
 def save_backbone(model: nn.Module, path: str | Path) -> None:
     """Write the backbone's state dict (torchvision key names) as safetensors, atomically."""
+    save_weights(model.state_dict(), path)
+
+
+def save_weights(state: dict[str, Tensor], path: str | Path) -> None:
+    """Write tensors as safetensors, atomically (temp file, then rename)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp))
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
     tmp.replace(path)

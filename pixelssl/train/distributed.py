@@ -139,6 +139,20 @@ def all_reduce_mean(values: Tensor) -> Tensor:
     return values / dist.get_world_size()
 
 
+def global_mean(total: Tensor, count: Tensor, floor: float) -> Tensor:
+    """``total / count`` for sums over this rank's shard, normalised by the count of the whole global batch.
+
+    DDP averages gradients over ranks, so each rank divides by the global count / world size: the ranks' results
+    then average to the single-process mean even when shards hold different numbers of terms (e.g. positives).
+    """
+    count = count.detach().to(total.dtype)
+    if is_distributed():
+        count = count.clone()
+        dist.all_reduce(count)
+        count = count / dist.get_world_size()
+    return total / count.clamp(min=floor)
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """A picklable object from every rank, in rank order (``[obj]`` when not distributed)."""
     if not is_distributed():

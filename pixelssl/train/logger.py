@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ class MetricsWriter:
             self.path.unlink()
         self._file = open(self.path, "a", buffering=1)
         self._tb = None
+        self._figure_images: list | None = None  # report.figures' fixed images, prepared on first use
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -51,6 +53,27 @@ class MetricsWriter:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                     self._tb.add_scalar(key, value, step)
+
+    def write_figures(self, step: int, method: Any, cfg: Any) -> float:
+        """The report's figures of the model now (attention, PCA, matches, PPM / SR weights on one fixed image) as
+        TensorBoard images; returns the seconds spent, which the loop keeps out of its throughput. A figure that
+        fails is reported and switched off: a diagnostic must not stop training."""
+        if self._tb is None or self._figure_images == []:
+            return 0.0
+        from pixelssl.report.figures import Encoders, figure_images, run_figures
+
+        started = time.perf_counter()
+        try:
+            if self._figure_images is None:
+                self._figure_images = figure_images(cfg, count=1)
+            for index, image in enumerate(self._figure_images):
+                for fig in run_figures(Encoders.of(method, cfg), [image]):
+                    self._tb.add_image(f"figures/{fig.kind}/{index}", fig.rgb, step, dataformats="HWC")
+        except Exception as exc:  # noqa: BLE001 - any failure of a diagnostic is logged, never raised
+            log.warning("train.figure_every: figures failed at step %d (%s); no more figures this run", step,
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            self._figure_images = []
+        return time.perf_counter() - started
 
     def close(self) -> None:
         self._file.close()

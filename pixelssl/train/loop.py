@@ -24,13 +24,15 @@ from torch import nn
 from pixelssl.config import PretrainConfig, to_dict
 from pixelssl.data.device_augment import build_device_augment
 from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
+from pixelssl.data.worker_report import reporting
 from pixelssl.errors import DataError, PixelSSLError, Preempted, TrainingDiverged
 from pixelssl.methods.registry import build_method
-from pixelssl.models.backbones import save_backbone
+from pixelssl.models.backbones import save_backbone, save_weights
 from pixelssl.train import distributed
 from pixelssl.train.checkpoint import save_checkpoint
 from pixelssl.train.lock import RunLock
 from pixelssl.train.logger import MetricsWriter, Progress
+from pixelssl.train.numerics import NonFiniteGuard, first_nonfinite, gradient_problem
 from pixelssl.train.optim import build_optimizer, lr_at, set_lr
 from pixelssl.train.preemption import StopRequest
 from pixelssl.train.run import load_run_config, make_run_dir, timestamped
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 # Keys that may change when resuming: they do not alter the computation.
 RESUME_SAFE_KEYS = {
     "data.num_workers", "train.progress", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.tensorboard", "train.threads",
+    "train.tensorboard", "train.threads", "train.nonfinite", "train.max_nonfinite_skips", "train.figure_every",
 }
 
 
@@ -123,7 +125,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
     method = method.to(memory_format=memory_format)
     optimizer = build_optimizer(method, t.optimizer, peak_lr, t.weight_decay, t.sgd_momentum)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_grad_scaler)
-    start_step, skipped = 0, set()
+    start_step, skipped, nonfinite_skips = 0, set(), 0
     if state is not None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -135,6 +137,8 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
             log.warning("resuming a run written by %d process(es) with %d: same data order and weights, but BatchNorm "
                         "groups differ unless model.sync_bn, so it is not bit-identical", saved_world, ctx.world_size)
         start_step, skipped = int(state["step"]), set(state.get("skipped_files", []))
+        nonfinite_skips = int(state.get("nonfinite_skips", 0))
+    params = [p for p in method.parameters() if p.requires_grad]
     model = distributed.wrap(method, ctx)  # DDP when distributed; `method` stays the unwrapped module
     if t.compile:
         _check_compile(device)
@@ -149,9 +153,17 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
     writer = MetricsWriter(run_dir, start_step, t.tensorboard) if ctx.is_main else None
     bar = Progress(total_steps, start_step, t.progress and ctx.is_main, f"{cfg.method.name}")
     ckpt_dir = run_dir / "checkpoints"
+    guard = NonFiniteGuard(t.nonfinite, t.max_nonfinite_skips, nonfinite_skips)
+
+    def last_checkpoint() -> str:
+        last = ckpt_dir / "last.pt"
+        return f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
 
     def checkpoint(step: int) -> None:  # every rank takes part (collectives); rank 0 writes
         distributed.average_batchnorm_stats(method)
+        bad = first_nonfinite(method)
+        if bad is not None:  # never overwrite a good checkpoint with a broken model
+            raise TrainingDiverged(f"{bad} holds NaN/inf at step {step}; no checkpoint written ({last_checkpoint()})")
         distributed.assert_replicas_match(method, step)
         rngs = distributed.all_gather_objects(capture_rng())
         all_skipped = sorted(set().union(*distributed.all_gather_objects(sorted(skipped))))
@@ -159,21 +171,21 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
             save_checkpoint(ckpt_dir, {
                 "model": method.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "rng": rngs[0], "step": step, "config": to_dict(cfg), "skipped_files": all_skipped,
-                "world_size": ctx.world_size, **({"rng_ranks": rngs} if ctx.enabled else {}),
+                "world_size": ctx.world_size, "nonfinite_skips": guard.skips, **({"rng_ranks": rngs} if ctx.enabled else {}),
             }, step, t.keep_checkpoints)
 
     model.train()
     first_loss = last_loss = float("nan")
-    window_loss, window_steps, window_wait = 0.0, 0, 0.0
+    window_loss, window_good, window_steps, window_wait = 0.0, 0, 0, 0.0  # good: steps with a finite loss
     started = window_start = time.perf_counter()
     wait_start = time.perf_counter()
-    step = start_step
+    step = completed = start_step
     lock = RunLock(run_dir) if ctx.is_main else None  # one writer per run directory
     if lock is not None:
         lock.acquire()
     stop = StopRequest().__enter__()  # SIGTERM / SIGINT / SIGUSR1 -> checkpoint after this step, then Preempted
     try:
-        for step, batch in enumerate(loader, start=start_step):
+        for step, batch in enumerate(reporting(loader, dataset.tracker), start=start_step):
             window_wait += time.perf_counter() - wait_start
             for path in batch.pop("skipped"):
                 if path not in skipped:
@@ -191,39 +203,43 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
             momentum = method.momentum_at(step, total_steps) if method.has_teacher else 0.0
             if method.has_teacher:
                 method.momentum_update(momentum)  # before keys are computed, as the PixPro release
+            guard.before_forward(method)
             with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.enabled):
                 out = model(batch)
             loss = out["loss"]
             value = float(distributed.all_reduce_mean(loss.detach()))  # the global batch's loss, on every rank
-            if not math.isfinite(value):
-                last = ckpt_dir / "last.pt"
-                kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
-                raise TrainingDiverged(f"loss became {value} at step {step}; training stopped ({kept}); "
-                                       f"try a lower train.base_lr or train.grad_clip")
+            problem = None if math.isfinite(value) else f"loss became {value}"
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if t.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(method.parameters(), t.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-
-            if step == start_step:
-                first_loss = value
-            window_loss, window_steps, last_loss = window_loss + value, window_steps + 1, value
-            done = step + 1
+            if problem is None:
+                scaler.scale(loss).backward()
+                problem = gradient_problem(params, optimizer, scaler, t.grad_clip)  # same on every rank (DDP)
+            if problem is None:
+                scaler.step(optimizer)
+                scaler.update()
+                if math.isnan(first_loss):
+                    first_loss = value
+                window_loss, window_good, last_loss = window_loss + value, window_good + 1, value
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                guard.bad_step(method, step, problem, last_checkpoint())
+            completed = done = step + 1
+            window_steps += 1
             if done % t.log_every == 0 or done == total_steps or step == start_step:
                 elapsed = time.perf_counter() - window_start
                 names = sorted(out)
                 means = distributed.all_reduce_mean(torch.stack([out[k].detach().float() for k in names])).tolist()
                 record = dict(zip(names, means))
-                record.update(loss=window_loss / window_steps, lr=lr, momentum=momentum, epoch=done / steps_per_epoch,
+                record.update(loss=window_loss / window_good if window_good else float("nan"), lr=lr, momentum=momentum,
+                              epoch=done / steps_per_epoch,
                               img_per_s=window_steps * t.batch_size / max(elapsed, 1e-9),
-                              data_wait=window_wait / max(elapsed, 1e-9))
+                              data_wait=window_wait / max(elapsed, 1e-9), nonfinite_skips=guard.skips)
                 if writer is not None:
                     writer.write(done, record)
                 bar.update(done, f"loss {record['loss']:.4f}  lr {lr:.3g}  {record['img_per_s']:.1f} img/s")
-                window_loss, window_steps, window_wait, window_start = 0.0, 0, 0.0, time.perf_counter()
+                window_loss, window_good, window_steps, window_wait = 0.0, 0, 0, 0.0
+                window_start = time.perf_counter()
+            if writer is not None and t.figure_every and done % t.figure_every == 0:  # eval mode, no state changes
+                window_start += writer.write_figures(done, method, cfg)  # figure time is not training throughput
             saved = done % t.checkpoint_every == 0 or done == total_steps
             if saved:
                 checkpoint(done)
@@ -235,7 +251,15 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
                 raise Preempted(f"{stop.signal_name or 'a stop signal (another process)'} after step {done}/"
                                 f"{total_steps}; checkpoint written; continue with: pixelssl pretrain --resume {run_dir}")
             wait_start = time.perf_counter()
+    except DataError as exc:  # the data pipeline failed mid-run (a worker died, an image broke the augmentation)
+        if ctx.enabled or completed == start_step:
+            raise
+        checkpoint(completed)  # single process: nothing is waiting in a collective, so keep the finished steps
+        raise DataError(f"{exc}; checkpoint written after step {completed}: fix or remove the file, then continue "
+                        f"with: pixelssl pretrain --resume {run_dir}") from exc
     finally:
+        if dataset.tracker is not None:
+            dataset.tracker.cleanup()
         stop.__exit__()
         if lock is not None:
             lock.release()
@@ -248,6 +272,9 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
     distributed.average_batchnorm_stats(method)
     if ctx.is_main:
         save_backbone(method.backbone, backbone_path)
+        for name, tensors in method.extra_weights(method.state_dict()).items():  # e.g. pixpro_fpn's fpn.safetensors
+            save_weights(tensors, run_dir / name)
+            log.info("%s written to %s", name, run_dir / name)
     skipped_total = len(set().union(*distributed.all_gather_objects(sorted(skipped))))
     if skipped_total:
         log.warning("%d unreadable image(s) were skipped in total", skipped_total)

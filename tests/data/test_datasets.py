@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -307,3 +309,34 @@ def test_camvid_shapes_and_classes(camvid_root):
 
 def test_camvid_val_validates(camvid_root):
     SegmentationFolder(camvid_root / "val").validate()
+
+
+def test_jpeg_fast_path_gives_the_same_pixels_as_pil(tmp_path, monkeypatch):
+    """RGB, greyscale and EXIF-rotated JPEGs decode through torchvision.io.decode_jpeg to PIL's exact pixels;
+    CMYK JPEGs and truncated files take PIL's path (converted / refused as before)."""
+    from pixelssl.data import datasets
+
+    rng = np.random.default_rng(3)
+    rgb = Image.fromarray(rng.integers(0, 255, (30, 44, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 270 on display
+    cases = {"rgb.jpg": (rgb, {}), "grey.jpg": (rgb.convert("L"), {}), "rotated.jpg": (rgb, {"exif": exif.tobytes()}),
+             "cmyk.jpg": (rgb.convert("CMYK"), {})}
+    for name, (image, extra) in cases.items():
+        image.save(tmp_path / name, format="JPEG", quality=85, **extra)
+    used = []
+    original = datasets._decode_jpeg
+    monkeypatch.setattr(datasets, "_decode_jpeg", lambda p, im: used.append(os.path.basename(p)) or original(p, im))
+    fast = {name: read_rgb(tmp_path / name) for name in cases}
+    monkeypatch.setattr(datasets, "_decode_jpeg", lambda p, im: None)
+    slow = {name: read_rgb(tmp_path / name) for name in cases}
+    for name in cases:
+        assert torch.equal(fast[name], slow[name]), name
+    assert tuple(fast["rotated.jpg"].shape[1:]) == (44, 30)
+    assert sorted(used) == sorted(cases)  # every file was offered to the fast path; CMYK declined it
+    monkeypatch.setattr(datasets, "_decode_jpeg", original)
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[:300])
+    with pytest.raises(UnreadableImage, match="cut.jpg"):
+        read_rgb(tmp_path / "cut.jpg")

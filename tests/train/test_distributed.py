@@ -147,6 +147,37 @@ def test_cpu_sync_batchnorm_matches_batchnorm_on_the_whole_batch(moco_runs, monk
     torch.testing.assert_close(parts[0]["running_var"], net[1].running_var)
 
 
+def test_count_normalised_losses_average_to_the_single_process_loss(moco_runs, monkeypatch):
+    """PixContrast's valid-pixel mean and PixCon-SR's weighted mean use the global count: ranks with unequal counts
+    still give the one-process loss and gradients."""
+    monkeypatch.syspath_prepend(str(HERE))
+    from dist_worker import loss_probe
+
+    single = loss_probe(0, 1)
+    parts = [torch.load(moco_runs["full"] / f"rank{r}.pt", weights_only=True)["losses"] for r in (0, 1)]
+    for name in ("pixel", "dense"):
+        torch.testing.assert_close((parts[0][name]["loss"] + parts[1][name]["loss"]) / 2, single[name]["loss"])
+        torch.testing.assert_close(torch.cat([p[name]["grad"] for p in parts]), single[name]["grad"])
+    # A per-rank mean (each half on its own, in this process) would average to something visibly different.
+    halves = [loss_probe_on(inputs) for inputs in split_probe_inputs()]
+    for name in ("pixel", "dense"):
+        assert abs(float(halves[0][name] + halves[1][name]) / 2 - float(single[name]["loss"])) > 1e-2
+
+
+def split_probe_inputs() -> list[dict]:
+    from dist_worker import loss_probe_inputs
+
+    full = loss_probe_inputs()
+    return [{n: t if n == "queue" else t.chunk(2)[i] for n, t in full.items()} for i in (0, 1)]
+
+
+def loss_probe_on(x: dict) -> dict:
+    from pixelssl.losses import dense_info_nce, pixel_info_nce
+
+    return {"pixel": pixel_info_nce(x["q"], x["k"], x["positives"], x["valid"], 0.2, x["queue"]),
+            "dense": dense_info_nce(x["q"], x["k"], x["queue"], 0.2, x["weights"])}
+
+
 def test_distributed_resume_is_bit_identical(moco_runs):
     for rank in (0, 1):
         full = torch.load(moco_runs["full"] / f"rank{rank}.pt", weights_only=True)["state"]

@@ -23,6 +23,13 @@ def _deterministic_torch():
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for tests of tiny ops: on a small shared CPU, OpenMP threads contend and run them slower
+    (the thread count is restored by ``_deterministic_torch``)."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
 def camvid_root() -> Path:
     """Path of the CamVid copy used for integration tests; the test is skipped when it is absent."""
     if not (CAMVID / "train" / "images").is_dir():

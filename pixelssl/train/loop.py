@@ -179,7 +179,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
     window_loss, window_good, window_steps, window_wait = 0.0, 0, 0, 0.0  # good: steps with a finite loss
     started = window_start = time.perf_counter()
     wait_start = time.perf_counter()
-    step = completed = start_step
+    step = done = start_step  # done: steps finished (and applied or skipped) so far
     lock = RunLock(run_dir) if ctx.is_main else None  # one writer per run directory
     if lock is not None:
         lock.acquire()
@@ -219,10 +219,9 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
                 if math.isnan(first_loss):
                     first_loss = value
                 window_loss, window_good, last_loss = window_loss + value, window_good + 1, value
-            else:
-                optimizer.zero_grad(set_to_none=True)
+            else:  # the unused gradients are cleared by the next step's zero_grad
                 guard.bad_step(method, step, problem, last_checkpoint())
-            completed = done = step + 1
+            done = step + 1
             window_steps += 1
             if done % t.log_every == 0 or done == total_steps or step == start_step:
                 elapsed = time.perf_counter() - window_start
@@ -252,10 +251,10 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
                                 f"{total_steps}; checkpoint written; continue with: pixelssl pretrain --resume {run_dir}")
             wait_start = time.perf_counter()
     except DataError as exc:  # the data pipeline failed mid-run (a worker died, an image broke the augmentation)
-        if ctx.enabled or completed == start_step:
+        if ctx.enabled or done == start_step:
             raise
-        checkpoint(completed)  # single process: nothing is waiting in a collective, so keep the finished steps
-        raise DataError(f"{exc}; checkpoint written after step {completed}: fix or remove the file, then continue "
+        checkpoint(done)  # single process: nothing is waiting in a collective, so keep the finished steps
+        raise DataError(f"{exc}; checkpoint written after step {done}: fix or remove the file, then continue "
                         f"with: pixelssl pretrain --resume {run_dir}") from exc
     finally:
         if dataset.tracker is not None:

@@ -23,9 +23,8 @@ from pixelssl.data.augment import (
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Augmentation runs in single-threaded loader workers; tiny ops only slow down with more threads."""
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """Augmentation runs in single-threaded loader workers."""
 
 
 def _random_image(h: int = 40, w: int = 56, seed: int = 1) -> torch.Tensor:

@@ -24,8 +24,8 @@ from pixelssl.data.views import TwoViewSampler
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """Batched augmentation of tiny images: one thread."""
 
 
 def _images(n: int, h: int = 20, w: int = 24) -> torch.Tensor:

@@ -88,12 +88,8 @@ class PixelwiseModel(nn.Module):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Evaluation tests run single-threaded: on a shared 2-core machine two threads are several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Evaluation tests run single-threaded."""
 
 
 @pytest.fixture

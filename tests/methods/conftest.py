@@ -13,12 +13,8 @@ TINY_MODEL = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a small shared CPU two OpenMP threads contend and run these tiny ops far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Method tests run tiny ops: one thread each."""
 
 
 @pytest.fixture

@@ -36,9 +36,8 @@ def _batch(b: int, size: int, *, identical: bool, disjoint: bool) -> dict[str, t
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_losses_are_finite_for_degenerate_batches(preset):
+def test_losses_are_finite_for_degenerate_batches(preset, one_thread):
     """All pixels identical (zero features after BatchNorm), and views that share no pixel (no positives)."""
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     method = build_method(load_config(PretrainConfig, preset, TINY_MODEL)).train()
     for identical, disjoint in ((True, False), (False, True), (True, True)):

@@ -67,6 +67,8 @@ def test_python_error_in_loading_names_the_file(tmp_path, monkeypatch, workers):
     loader = build_pretrain_loader(dataset, BATCH, 0, 0, 3, workers)
     with pytest.raises(DataError) as info:
         list(reporting(loader, dataset.tracker))
+    if dataset.tracker is not None:
+        dataset.tracker.cleanup()
     message = str(info.value)
     assert message.splitlines() == [message]  # one line, not a wrapped worker traceback
     assert message == f"img_{_index_used_at(1):03d}.png: MemoryError: cannot allocate 12 GB"

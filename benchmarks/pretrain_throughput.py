@@ -4,12 +4,13 @@ ratio to the bare backbone work of the same step.
 Cases (each in its own process): every registered method among pixpro, pixcontrast, moco, densecl, pixcon_coord,
 pixcon_sim, pixcon_sr with its ResNet-50 preset at 224 px.
 
-- images/s: batch / mean step time, where a step is the real loader (synthetic scenes, two views, BYOL
-  augmentation in loader workers on CPU, batched on the device on GPU) + forward + backward + optimizer step,
-  exactly the sequence of ``pixelssl.train.loop``;
-- split: data wait (next batch, host-to-device copy, device augmentation), forward, backward, optimizer (teacher
-  EMA + optimizer step), and matching, the time inside the ``pixelssl.dense`` matching / geometry functions the
-  method calls (part of forward; timed by wrapping those functions);
+- images/s: batch / mean step time, where a step is the real loader (synthetic scenes made by the loader workers,
+  or with ``--data jpeg`` 1,024 JPEG files of 512 px: decoded and cropped by the workers on the CPU, by nvJPEG on
+  the device on CUDA (``data.device_decode``); two views; BYOL augmentation in the workers on the CPU, batched on
+  the device on CUDA) + forward + backward + optimizer step, prepared exactly as ``pixelssl.train.loop`` does;
+- split: data wait (next batch, host-to-device copy, device decoding and augmentation), forward, backward,
+  optimizer (teacher EMA + optimizer step), and matching, the time inside the ``pixelssl.dense`` functions the
+  method calls (matching, geometry, PixPro's chunked loss and PPM; part of forward; timed by wrapping them);
 - MFU: analytic FLOPs of one step (``torch.utils.flop_counter`` on the real forward + backward, teacher included)
   / mean step time / the matmul peak measured in the same process (a large matmul in the step's precision);
 - vs bare: the bare backbone work of the same step (the method's own online backbone forward + backward and
@@ -22,8 +23,8 @@ CPU: batch 2, fp32, channels_last, one loader worker, one warm-up step (which al
 steps (``--quick``: one). A ResNet-50 step at 224 px takes 10-30 s on 2 shared AVX2 cores, so the CPU run took
 about 20 minutes for seven methods (``--quick --methods pixpro,moco``: about 4); CPU timings on a shared machine
 move with its load, and the bare reference, interleaved step by step, moves with them. GPU (when
-``torch.cuda.is_available()``): bf16 autocast, channels_last, device augmentation, batch 128 and 256, 10 warm-up
-and 20 timed steps.
+``torch.cuda.is_available()``): bf16 autocast, channels_last, device augmentation, batch 128 and 256, synthetic
+scenes and JPEG files with device decoding, 10 warm-up and 20 timed steps, one worker per CPU core (at most 16).
 
     python benchmarks/pretrain_throughput.py            # writes benchmarks/results/pretrain_throughput.{json,md}
     python benchmarks/pretrain_throughput.py --quick --methods pixpro,moco
@@ -37,6 +38,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -46,6 +48,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, peak_rss_mib, run_isolated, sync, write_results  # noqa: E402
 
+JPEG_SIDE = 512  # side of the benchmark's JPEG files
 METHODS = ("pixpro", "pixcontrast", "moco", "densecl", "pixcon_coord", "pixcon_sim", "pixcon_sr")
 
 
@@ -56,27 +59,50 @@ def registered_methods() -> list[str]:
     return [m for m in METHODS if m in names]
 
 
-def build_config(method: str, device: str, dtype: str, batch: int, workers: int):
+def build_config(method: str, device: str, dtype: str, batch: int, workers: int, jpeg_root: str = ""):
     from pixelssl.config import PretrainConfig, available_presets, load_config
 
     preset = f"{method}_r50" if f"{method}_r50" in available_presets() else None
+    on_device = "true" if device == "cuda" else "false"
     overrides = [f"method.name={method}", "model.backbone=resnet50", "data.image_size=224", "data.synthetic.size=256",
                  f"data.synthetic.num_images={max(4 * batch, 64)}", f"data.num_workers={workers}",
                  f"train.batch_size={batch}", f"train.amp={dtype}", "train.channels_last=true", f"train.device={device}",
-                 f"data.device_augment={'true' if device == 'cuda' else 'false'}", "train.max_steps=1000"]
+                 f"data.device_augment={on_device}", "train.max_steps=1000"]
+    if jpeg_root:  # real files: decoded on the device (nvJPEG) on CUDA, by the loader workers on the CPU
+        overrides += [f"data.root={jpeg_root}", f"data.device_decode={on_device}"]
     return load_config(PretrainConfig, preset, overrides)
+
+
+def write_jpeg_folder(folder: Path, count: int, size: int = JPEG_SIDE) -> Path:
+    """``count`` synthetic scenes saved as quality-90 JPEGs (COCO-like: one file per image, ~640 px)."""
+    from PIL import Image
+
+    from pixelssl.data.synthetic import SyntheticScenes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scenes = SyntheticScenes(count, size=size, seed=0, split="train")
+    for index in range(count):
+        path = folder / f"{index:05d}.jpg"
+        if not path.exists():
+            Image.fromarray(scenes.load(index).permute(1, 2, 0).numpy()).save(path, quality=90)
+    return folder
 
 
 class MatchingTimer:
     """Wraps the ``pixelssl.dense`` matching / geometry functions that method modules imported, summing their time."""
 
     def __init__(self, device: torch.device) -> None:
+        import inspect
+
+        import pixelssl.dense.chunked as chunked
         import pixelssl.dense.geometry as geometry
         import pixelssl.dense.matching as matching
+        import pixelssl.dense.propagation as propagation
 
         self.device, self.seconds = device, 0.0
-        targets = {id(fn) for mod in (matching, geometry) for name, fn in vars(mod).items()
-                   if callable(fn) and getattr(fn, "__module__", None) == mod.__name__ and not name.startswith("_")}
+        modules = (matching, geometry, propagation, chunked)  # PixPro's matching, loss and PPM run in dense.chunked
+        targets = {id(fn) for mod in modules for name, fn in vars(mod).items()
+                   if inspect.isfunction(fn) and fn.__module__ == mod.__name__ and not name.startswith("_")}
         for name, module in list(sys.modules.items()):
             if name.startswith("pixelssl.methods"):
                 for attr, value in list(vars(module).items()):
@@ -112,16 +138,17 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * n**3 / best
 
 
-def method_case(method: str, device: torch.device, dtype: str, batch: int, warmup: int, steps: int, workers: int) -> dict:
+def method_case(method: str, device: torch.device, dtype: str, batch: int, warmup: int, steps: int, workers: int,
+                jpeg_root: str = "") -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pixelssl.data.device_augment import build_device_augment
+    from pixelssl.data.device_batch import DeviceBatches
     from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
     from pixelssl.methods.registry import build_method
     from pixelssl.train.optim import build_optimizer, lr_at, set_lr
     from pixelssl.train.runtime import resolve_precision
 
-    cfg = build_config(method, device.type, dtype, batch, workers)
+    cfg = build_config(method, device.type, dtype, batch, workers, jpeg_root)
     t = cfg.train
     precision = resolve_precision(t.amp, device)
     if device.type == "cuda":
@@ -130,22 +157,14 @@ def method_case(method: str, device: torch.device, dtype: str, batch: int, warmu
     peak_lr = t.base_lr * t.batch_size / 256
     optimizer = build_optimizer(model, t.optimizer, peak_lr, t.weight_decay, t.sgd_momentum)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_grad_scaler)
-    photometric = build_device_augment(cfg.data.augment) if cfg.data.device_augment else None
+    to_device = DeviceBatches(cfg.data, device, torch.channels_last)  # as the training loop prepares batches
     total = warmup + steps
     loader = iter(build_pretrain_loader(build_two_view_dataset(cfg.data, t.seed), batch, t.seed, 0, total,
                                         cfg.data.num_workers, pin_memory=device.type == "cuda"))
     timer = MatchingTimer(device)
 
     def next_batch() -> dict:
-        batch_ = next(loader)
-        batch_.pop("skipped")
-        photo = (batch_.pop("photo1", None), batch_.pop("photo2", None))
-        batch_ = {k: v.to(device, non_blocking=True) for k, v in batch_.items()}
-        for index, key in enumerate(("view1", "view2")):
-            if photometric is not None:
-                batch_[key] = photometric[index](batch_[key], photo[index])
-            batch_[key] = batch_[key].contiguous(memory_format=torch.channels_last)
-        return batch_
+        return to_device(next(loader))[0]
 
     def forward(batch_: dict):
         with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.enabled):
@@ -222,7 +241,8 @@ def run_case(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    result = method_case(args.kind, device, args.dtype, args.batch, args.warmup, args.steps, args.workers)
+    result = method_case(args.kind, device, args.dtype, args.batch, args.warmup, args.steps, args.workers,
+                         args.jpeg_root)
     result["peak_rss_mib"] = peak_rss_mib()
     if device.type == "cuda":
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -238,6 +258,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--data", choices=("auto", "synthetic", "jpeg"), default="auto",
+                        help="synthetic scenes made by the loader, or JPEG files (decoded on the device on CUDA); "
+                             "auto = synthetic on the CPU, both on CUDA")
+    parser.add_argument("--jpeg-root", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         args.kind, args.device, args.dtype, args.batch = args.case[0], args.case[1], args.case[2], int(args.case[3])
@@ -247,17 +271,22 @@ def main() -> None:
     info = machine()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] or registered_methods()
     cpu = (2, 1, 1) if args.quick else (2, 1, args.steps)  # batch, warmup, timed steps
-    cases = [("cpu", "fp32", cpu[0], cpu[1], cpu[2], args.workers)]
+    cpu_data = ["jpeg"] if args.data == "jpeg" else ["synthetic"]
+    cases = [("cpu", "fp32", cpu[0], cpu[1], cpu[2], args.workers, data) for data in cpu_data]
     if torch.cuda.is_available():
         workers = min(16, os.cpu_count() or 1)
-        cases += [("cuda", "bf16", batch, 10, 20, workers) for batch in (128, 256)]
+        gpu_data = ["synthetic", "jpeg"] if args.data == "auto" else [args.data]
+        cases += [("cuda", "bf16", batch, 10, 20, workers, data) for data in gpu_data for batch in (128, 256)]
     rows = []
-    for device, dtype, batch, warmup, steps, workers in cases:
-        for kind in methods:
-            print(f"running {kind} {device} {dtype} batch {batch} ...", file=sys.stderr, flush=True)
-            result = run_isolated(Path(__file__), ["--case", kind, device, dtype, str(batch), "--warmup", str(warmup),
-                                                   "--steps", str(steps), "--workers", str(workers)])
-            rows.append({"kind": kind, "device": device, "dtype": dtype, "batch": batch, **result})
+    with tempfile.TemporaryDirectory() as tmp:
+        jpeg_root = str(write_jpeg_folder(Path(tmp) / "jpeg", 1024)) if any(c[-1] == "jpeg" for c in cases) else ""
+        for device, dtype, batch, warmup, steps, workers, data in cases:
+            for kind in methods:
+                print(f"running {kind} {device} {dtype} batch {batch} {data} ...", file=sys.stderr, flush=True)
+                result = run_isolated(Path(__file__), [
+                    "--case", kind, device, dtype, str(batch), "--warmup", str(warmup), "--steps", str(steps),
+                    "--workers", str(workers), "--jpeg-root", jpeg_root if data == "jpeg" else ""])
+                rows.append({"kind": kind, "device": device, "dtype": dtype, "batch": batch, "data": data, **result})
     write_results("pretrain_throughput", {"machine": info, "rows": rows}, table(rows, info))
 
 
@@ -265,12 +294,14 @@ def table(rows: list[dict], info: dict) -> str:
     lines = [f"Pre-training throughput, ResNet-50 224 px, measured {info['date']} on {info['cores']} cores "
              f"({info['cpu_capability']}, torch {info['torch']})" + (f", {info['gpu']}" if "gpu" in info else ""),
              "",
-             "| method | device | precision | batch | img/s (with data) | img/s (compute) | step (s) | data wait | forward | "
-             "matching | backward | optimizer | bare backbone (s) | vs bare | GFLOP/step | MFU | matmul peak (TFLOP/s) "
-             "| peak mem (MiB) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| method | device | data | precision | batch | img/s (with data) | img/s (compute) | step (s) | data wait "
+             "| forward | matching | backward | optimizer | bare backbone (s) | vs bare | GFLOP/step | MFU "
+             "| matmul peak (TFLOP/s) | peak mem (MiB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        head = f"| {r['kind']} | {r['device']} | {r['dtype']} | {r['batch']} "
+        data = {"jpeg": "JPEG files" + (", device decode" if r["device"] == "cuda" else "")}.get(
+            r.get("data", "synthetic"), "synthetic scenes")
+        head = f"| {r['kind']} | {r['device']} | {data} | {r['dtype']} | {r['batch']} "
         if "error" in r:
             lines.append(head + f"| error: {r['error']} |" + " |" * 13)
             continue

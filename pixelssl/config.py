@@ -65,6 +65,8 @@ class DataConfig:
     num_workers: int = opt(2, "data-loader worker processes (0 = load in the training process)")
     device_augment: bool = opt(False, "apply the photometric augmentation to whole batches on the training device "
                                       "(loader draws the same per-image parameters; for GPUs)")
+    device_decode: bool = opt(False, "decode JPEGs on the training device (nvJPEG on CUDA) and crop them there; "
+                                     "workers only read bytes and headers (needs device_augment; for GPUs)")
     synthetic: SyntheticConfig = sub(SyntheticConfig, "built-in synthetic scenes (used when root is empty)")
 
 
@@ -324,6 +326,8 @@ def choice(value: str, key: str, allowed: tuple[str, ...]) -> None:
 def _validate_pretrain(cfg: PretrainConfig) -> None:
     d, m, t, me = cfg.data, cfg.model, cfg.train, cfg.method
     require(d.image_size >= 32, "data.image_size", f"must be >= 32 (got {d.image_size})")
+    require(d.device_augment or not d.device_decode, "data.device_decode",
+            "needs data.device_augment=true (views decoded on the device get their photometric step there too)")
     require(len(d.crop_scale) == 2 and 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1, "data.crop_scale",
             f"must be [low, high] with 0 < low <= high <= 1 (got {list(d.crop_scale)})")
     require(len(d.crop_ratio) == 2 and 0 < d.crop_ratio[0] <= d.crop_ratio[1], "data.crop_ratio",

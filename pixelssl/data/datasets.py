@@ -18,9 +18,10 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from pixelssl.errors import DataError
+
+if TYPE_CHECKING:
+    from pixelssl.data.encoded import EncodedImage
 
 log = logging.getLogger(__name__)
 
@@ -99,25 +103,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_rgb(path: str | os.PathLike | BinaryIO, max_pixels: int = MAX_PIXELS) -> Tensor:
-    """Decode an image file as uint8 (3, H, W) RGB, EXIF orientation applied; ``UnreadableImage`` on failure."""
+@contextmanager
+def unreadable_as(path: str | os.PathLike | BinaryIO, max_pixels: int = MAX_PIXELS) -> Iterator[None]:
+    """Turn whatever PIL or a decoder raises on a bad file into ``UnreadableImage`` naming ``path``, one line."""
     try:
         with warnings.catch_warnings():
-            # Our own cap below is the limit; PIL's softer warning threshold would only add noise.
+            # Our own cap (checked by the callers) is the limit; PIL's softer warning threshold would only add noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise UnreadableImage(path, f"{width}x{height} pixels exceeds the limit of {max_pixels}")
-                fast = _decode_jpeg(path, image)
-                if fast is not None:
-                    return fast
-                image.load()
-                try:
-                    image = ImageOps.exif_transpose(image)
-                except Exception:  # a broken EXIF block does not make the pixels unreadable; keep them as stored
-                    pass
-                array = np.array(_to_rgb(image), dtype=np.uint8)
+            yield
     except UnreadableImage:
         raise
     except Image.DecompressionBombError as err:
@@ -128,25 +121,64 @@ def read_rgb(path: str | os.PathLike | BinaryIO, max_pixels: int = MAX_PIXELS) -
         raise UnreadableImage(path, "not a recognised image format") from err
     except Exception as err:  # PIL raises many types on corrupt data (OSError, SyntaxError, ValueError, struct.error)
         raise UnreadableImage(path, f"{type(err).__name__}: {err}") from err
+
+
+def check_pixels(path: str | os.PathLike | BinaryIO, image: Image.Image, max_pixels: int) -> None:
+    """Refuse images above the pixel cap from their header, before anything is decoded."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise UnreadableImage(path, f"{width}x{height} pixels exceeds the limit of {max_pixels}")
+
+
+def read_rgb(path: str | os.PathLike | BinaryIO, max_pixels: int = MAX_PIXELS) -> Tensor:
+    """Decode an image file as uint8 (3, H, W) RGB, EXIF orientation applied; ``UnreadableImage`` on failure."""
+    with unreadable_as(path), Image.open(path) as image:
+        check_pixels(path, image, max_pixels)
+        fast = _decode_jpeg(path, image)
+        if fast is not None:
+            return fast
+        image.load()
+        try:
+            image = ImageOps.exif_transpose(image)
+        except Exception:  # a broken EXIF block does not make the pixels unreadable; keep them as stored
+            pass
+        array = np.array(_to_rgb(image), dtype=np.uint8)
     if array.ndim != 3 or array.shape[2] != 3:
         raise UnreadableImage(path, f"decoded to an unexpected array shape {array.shape}")
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def is_plain_jpeg(image: Image.Image) -> bool:
+    """RGB or greyscale JPEG: what libjpeg-turbo and nvJPEG decode to RGB (CMYK / YCCK go through PIL)."""
+    return image.format == "JPEG" and image.mode in ("RGB", "L")
+
+
+def decode_jpeg_rgb(data: Tensor | list[Tensor], device: torch.device | str = "cpu",
+                    apply_exif_orientation: bool = False) -> Tensor | list[Tensor]:
+    """``torchvision.io.decode_jpeg`` to RGB of one byte tensor or a list (a list is one batched nvJPEG call on CUDA)."""
+    with warnings.catch_warnings():  # torchvision 0.29 marks its decoders deprecated in favour of TorchCodec
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB, device=device,
+                                          apply_exif_orientation=apply_exif_orientation)
+
+
 def _decode_jpeg(path: str | os.PathLike | BinaryIO, image: Image.Image) -> Tensor | None:
     """RGB/greyscale JPEG files through ``torchvision.io.decode_jpeg`` (libjpeg-turbo straight into a tensor, about
     twice as fast as PIL + numpy here, same pixels); None for anything else or on any error, so PIL decides."""
-    if image.format != "JPEG" or image.mode not in ("RGB", "L") or not isinstance(path, (str, os.PathLike)):
+    if not is_plain_jpeg(image) or not isinstance(path, (str, os.PathLike)):
         return None
     try:
-        with warnings.catch_warnings():  # torchvision 0.29 marks its decoders deprecated in favour of TorchCodec
-            warnings.simplefilter("ignore", DeprecationWarning)
-            data = torchvision.io.read_file(os.fspath(path))
-            decoded = torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB,
-                                                 apply_exif_orientation=True)
+        decoded = decode_jpeg_rgb(read_bytes(path), apply_exif_orientation=True)
     except Exception:  # truncated, odd EXIF, unsupported variant: PIL's path below reports or copes
         return None
     return decoded if decoded.ndim == 3 and decoded.shape[0] == 3 else None
+
+
+def read_bytes(path: str | os.PathLike) -> Tensor:
+    """A file's bytes as a 1-D uint8 tensor (what the JPEG decoders take), in ordinary memory: a loader worker can
+    send it (``torchvision.io.read_file``'s file-backed tensors fail to pickle there, and the loader then hangs)."""
+    with open(path, "rb") as file:
+        return torch.frombuffer(bytearray(file.read()), dtype=torch.uint8)
 
 
 def _scan_images(root: Path) -> tuple[list[Path], list[Path]]:
@@ -203,22 +235,31 @@ class ImageFolder:
         """Image ``index`` as uint8 (3, H, W) RGB."""
         return read_rgb(self.paths[index], self.max_pixels)
 
+    def load_encoded(self, index: int) -> EncodedImage | Tensor:
+        """Image ``index`` still encoded when it is a plain JPEG (for ``data.device_decode``), else decoded."""
+        from pixelssl.data.encoded import read_encoded
+
+        return read_encoded(self.paths[index], self.max_pixels)
+
     def describe(self, index: int) -> str:
         """The file path of image ``index``, for messages."""
         return str(self.paths[index])
 
 
-def load_with_fallback(source: ImageSource, index: int, max_tries: int = 16) -> tuple[Tensor, list[str]]:
+def load_with_fallback(source: ImageSource, index: int, max_tries: int = 16,
+                       read: Callable[[int], Any] | None = None) -> tuple[Any, list[str]]:
     """Load ``index``, or the next readable image after it (wrapping around); returns it and the paths that failed.
 
-    One bad file must not stop a long run: the caller warns once per returned path and counts them.
+    One bad file must not stop a long run: the caller warns once per returned path and counts them. ``read``
+    replaces ``source.load`` (e.g. ``ImageFolder.load_encoded``).
     """
+    read = source.load if read is None else read
     failed: list[str] = []
     reasons: list[str] = []
     tries = max(1, min(max_tries, len(source)))
     for step in range(tries):
         try:
-            return source.load((index + step) % len(source)), failed
+            return read((index + step) % len(source)), failed
         except UnreadableImage as err:
             failed.append(err.path)
             reasons.append(err.reason)

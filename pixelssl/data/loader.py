@@ -17,7 +17,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pixelssl.data.datasets import ImageSource, load_with_fallback
-from pixelssl.data.views import TwoViewSampler
+from pixelssl.data.device_decode import DECODE_COLUMNS, decode_row
+from pixelssl.data.encoded import EncodedImage
+from pixelssl.data.views import TwoViewSampler, View
 from pixelssl.data.worker_report import LoadTracker
 from pixelssl.errors import DataError
 
@@ -37,17 +39,26 @@ class TwoViewDataset(Dataset):
 
     With ``param_samplers`` (``data.device_augment``) the views stay uint8 and each view's photometric parameters,
     drawn from the same seeded RNG stream as the CPU transforms would draw them, travel as ``photo1`` / ``photo2``
-    to be applied to the whole batch on the training device (``pixelssl.data.device_augment``).
+    to be applied to the whole batch on the training device (``pixelssl.data.device_augment``). With
+    ``device_decode`` too, plain JPEGs stay encoded: the sample carries the file bytes (``encoded``), the header
+    size, orientation and both crops (``decode``) and blank views, filled on the device
+    (``pixelssl.data.device_decode``); boxes, flips and photometric parameters are the CPU path's own.
     """
 
     def __init__(self, source: ImageSource, views: TwoViewSampler,
                  augment: tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]], seed: int,
-                 param_samplers: tuple[Callable[[], Tensor], Callable[[], Tensor]] | None = None) -> None:
+                 param_samplers: tuple[Callable[[], Tensor], Callable[[], Tensor]] | None = None,
+                 device_decode: bool = False) -> None:
+        if device_decode and param_samplers is None:
+            raise ValueError("device decoding ships uint8 views, so it needs the photometric step on the device too")
         self.source = source
         self.views = views
         self.augment = augment
         self.seed = seed
         self.param_samplers = param_samplers
+        # JPEGs leave the worker encoded (data.device_decode) when the source can hand them out that way
+        self.read_encoded = getattr(source, "load_encoded", None) if device_decode else None
+        self.device_decode = device_decode
         self.tracker: LoadTracker | None = None  # set when loader workers run (names the file if one dies)
 
     def __len__(self) -> int:
@@ -60,12 +71,14 @@ class TwoViewDataset(Dataset):
         if tracker is not None:
             tracker.loading(name)
         try:
-            image, skipped = load_with_fallback(self.source, index)
+            image, skipped = load_with_fallback(self.source, index, read=self.read_encoded)
             if skipped:
                 name = self.source.describe((index + len(skipped)) % len(self.source))
                 if tracker is not None:
                     tracker.loading(name)
             sample = self._views(image, epoch, index)
+            if self.device_decode:
+                sample["name"] = name
         except DataError:
             raise
         except Exception as exc:  # e.g. an I/O error or an augmentation failing on an odd image: name the image
@@ -74,12 +87,25 @@ class TwoViewDataset(Dataset):
             tracker.done(name)
         return {**sample, "skipped": skipped}
 
-    def _views(self, image: Tensor, epoch: int, index: int) -> dict[str, Any]:
+    def _views(self, image: Tensor | EncodedImage, epoch: int, index: int) -> dict[str, Any]:
         generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index, 0))
-        first, second = self.views(image, generator)
+        pending: dict[str, Tensor] = {}
+        if isinstance(image, EncodedImage):  # crops drawn from the header's size; cut on the device
+            crops = self.views.draw(image.height, image.width, generator)
+            blank = torch.zeros(3, self.views.size, self.views.size, dtype=torch.uint8)
+            first, second = (View(blank, c.box(image.height, image.width), c.flipped) for c in crops)
+            pending = {"encoded": image.data, "decode": decode_row(image, crops)}
+        else:
+            first, second = self.views(image, generator)
+            if self.device_decode:
+                pending = {"encoded": torch.zeros(0, dtype=torch.uint8),
+                           "decode": torch.zeros(DECODE_COLUMNS, dtype=torch.int64)}
         photo: dict[str, Tensor] = {}
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, index, 1))
+            # The CPU generator only (what the transforms draw from): torch.manual_seed would also reseed every
+            # accelerator's generator, which fork_rng(devices=[]) does not restore, and costs ~1.4 ms per call
+            # here (it records a stack trace for each lazily initialised device).
+            torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index, 1))
             if self.param_samplers is None:
                 view1 = self.augment[0](first.image)
                 view2 = self.augment[1](second.image)
@@ -87,12 +113,17 @@ class TwoViewDataset(Dataset):
                 view1, view2 = first.image, second.image
                 photo = {"photo1": self.param_samplers[0](), "photo2": self.param_samplers[1]()}
         return {"view1": view1, "view2": view2, "box1": first.box, "box2": second.box,
-                "flip1": torch.tensor(first.flipped), "flip2": torch.tensor(second.flipped), **photo}
+                "flip1": torch.tensor(first.flipped), "flip2": torch.tensor(second.flipped), **photo, **pending}
+
+
+LISTED_KEYS = ("encoded", "name")  # per-sample values of different sizes or types: kept as lists
 
 
 def collate_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors; concatenate the lists of skipped file paths."""
-    batch: dict[str, Any] = {k: torch.stack([s[k] for s in samples]) for k in samples[0] if k != "skipped"}
+    """Stack tensors; list the encoded files and names; concatenate the lists of skipped file paths."""
+    batch: dict[str, Any] = {k: torch.stack([s[k] for s in samples]) for k in samples[0]
+                             if k != "skipped" and k not in LISTED_KEYS}
+    batch.update({k: [s[k] for s in samples] for k in LISTED_KEYS if k in samples[0]})
     batch["skipped"] = [p for s in samples for p in s["skipped"]]
     return batch
 
@@ -182,4 +213,7 @@ def build_two_view_dataset(data_cfg: Any, seed: int) -> TwoViewDataset:
                            data_cfg.flip_prob, data_cfg.require_overlap, data_cfg.max_resample)
     augment = (build_augment(data_cfg.augment, 0), build_augment(data_cfg.augment, 1))
     samplers = build_param_samplers(data_cfg.augment) if data_cfg.device_augment else None
-    return TwoViewDataset(build_image_source(data_cfg), views, augment, seed, samplers)
+    source = build_image_source(data_cfg)
+    if data_cfg.device_decode and not hasattr(source, "load_encoded"):
+        log.warning("data.device_decode: the built-in synthetic scenes are not JPEG files; they are made on the CPU")
+    return TwoViewDataset(source, views, augment, seed, samplers, device_decode=data_cfg.device_decode)

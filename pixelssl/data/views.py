@@ -74,11 +74,40 @@ def random_resized_crop_params(
     return (image_h - h) // 2, (image_w - w) // 2, h, w
 
 
+@dataclass(frozen=True)
+class CropSpec:
+    """Where one view comes from: a (top, left, height, width) crop of the source image, maybe flipped."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    flipped: bool
+
+    def box(self, image_h: int, image_w: int) -> Tensor:
+        return crop_box(self.top, self.left, self.height, self.width, image_h, image_w)
+
+    def as_row(self) -> list[int]:
+        """(top, left, height, width, flipped) as ints, how the crops travel with a batch for device decoding."""
+        return [self.top, self.left, self.height, self.width, int(self.flipped)]
+
+
+def render_view(image: Tensor, spec: CropSpec, size: int) -> Tensor:
+    """Crop a (3, H, W) uint8 image as ``spec`` says, resize to (size, size) (bilinear, antialiased), maybe flip.
+
+    The one resize used for every view, on the CPU in loader workers or on the device after decoding there.
+    """
+    crop = TF.resized_crop(image, spec.top, spec.left, spec.height, spec.width, [size, size],
+                           interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return TF.horizontal_flip(crop) if spec.flipped else crop
+
+
 class TwoViewSampler:
     """Draws two random-resized, randomly flipped crops of an image with their boxes.
 
     With ``require_overlap`` the pair is redrawn (up to ``max_resample`` times) until the crops overlap,
-    which PixCon's matching needs; the last pair is kept if none overlaps.
+    which PixCon's matching needs; the last pair is kept if none overlaps. The crops depend only on the image
+    size and the generator (``draw``), so they can be drawn before an image is decoded.
     """
 
     def __init__(
@@ -92,22 +121,32 @@ class TwoViewSampler:
         self.require_overlap = require_overlap
         self.max_resample = max_resample
 
+    def spec(self, image_h: int, image_w: int, generator: torch.Generator) -> CropSpec:
+        """One view's crop and flip for an image of this size."""
+        top, left, h, w = random_resized_crop_params(image_h, image_w, self.scale, self.ratio, generator)
+        flipped = bool(torch.rand((), generator=generator) < self.flip_prob)
+        return CropSpec(top, left, h, w, flipped)
+
+    def draw(self, image_h: int, image_w: int, generator: torch.Generator) -> tuple[CropSpec, CropSpec]:
+        """Both views' crops (overlapping when ``require_overlap``), from the image size alone."""
+        tries = self.max_resample if self.require_overlap else 1
+        for _ in range(tries):
+            first, second = self.spec(image_h, image_w, generator), self.spec(image_h, image_w, generator)
+            if not self.require_overlap or boxes_overlap(first.box(image_h, image_w), second.box(image_h, image_w)):
+                break
+        return first, second
+
     def view(self, image: Tensor, generator: torch.Generator) -> View:
         """One crop of a (3, H, W) uint8 image, resized to (size, size), maybe flipped."""
         _, image_h, image_w = image.shape
-        top, left, h, w = random_resized_crop_params(image_h, image_w, self.scale, self.ratio, generator)
-        crop = TF.resized_crop(
-            image, top, left, h, w, [self.size, self.size], interpolation=InterpolationMode.BILINEAR, antialias=True
-        )
-        flipped = bool(torch.rand((), generator=generator) < self.flip_prob)
-        if flipped:
-            crop = TF.horizontal_flip(crop)
-        return View(crop, crop_box(top, left, h, w, image_h, image_w), flipped)
+        return self.render(image, self.spec(image_h, image_w, generator))
+
+    def render(self, image: Tensor, spec: CropSpec) -> View:
+        """The view ``spec`` describes, with its box."""
+        _, image_h, image_w = image.shape
+        return View(render_view(image, spec, self.size), spec.box(image_h, image_w), spec.flipped)
 
     def __call__(self, image: Tensor, generator: torch.Generator) -> tuple[View, View]:
-        tries = self.max_resample if self.require_overlap else 1
-        for _ in range(tries):
-            first, second = self.view(image, generator), self.view(image, generator)
-            if not self.require_overlap or boxes_overlap(first.box, second.box):
-                break
-        return first, second
+        _, image_h, image_w = image.shape
+        first, second = self.draw(image_h, image_w, generator)
+        return self.render(image, first), self.render(image, second)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from pixelssl.config import PretrainConfig, to_dict
-from pixelssl.data.device_augment import build_device_augment
+from pixelssl.data.device_batch import DeviceBatches
 from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
 from pixelssl.data.worker_report import reporting
 from pixelssl.errors import DataError, PixelSSLError, Preempted, TrainingDiverged
@@ -143,7 +143,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
     if t.compile:
         _check_compile(device)
         model.compile()  # in place: parameter names (checkpoints, exports) do not change
-    photometric = build_device_augment(cfg.data.augment) if cfg.data.device_augment else None
+    to_device = DeviceBatches(cfg.data, device, memory_format)  # copy, decode (device_decode), augment, layout
 
     log.info("run %s: %s on %s, %d steps (%d per epoch), batch %d (%d process(es) x %d), lr %.4g, %s on %s",
              run_dir, cfg.method.name, cfg.model.backbone, total_steps, steps_per_epoch, t.batch_size,
@@ -174,6 +174,12 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
                 "world_size": ctx.world_size, "nonfinite_skips": guard.skips, **({"rng_ranks": rngs} if ctx.enabled else {}),
             }, step, t.keep_checkpoints)
 
+    def note_skipped(paths: list[str]) -> None:  # warn once per unreadable file; checkpoints keep the set
+        for path in paths:
+            if path not in skipped:
+                skipped.add(path)
+                log.warning("skipped unreadable image %s", path)
+
     model.train()
     first_loss = last_loss = float("nan")
     window_loss, window_good, window_steps, window_wait = 0.0, 0, 0, 0.0  # good: steps with a finite loss
@@ -187,16 +193,8 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
     try:
         for step, batch in enumerate(reporting(loader, dataset.tracker), start=start_step):
             window_wait += time.perf_counter() - wait_start
-            for path in batch.pop("skipped"):
-                if path not in skipped:
-                    skipped.add(path)
-                    log.warning("skipped unreadable image %s", path)
-            photo = (batch.pop("photo1", None), batch.pop("photo2", None))  # parameters stay on the host
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            for index, key in enumerate(("view1", "view2")):
-                if photometric is not None:
-                    batch[key] = photometric[index](batch[key], photo[index])
-                batch[key] = batch[key].contiguous(memory_format=memory_format)
+            batch, unreadable = to_device(batch)
+            note_skipped(unreadable)
 
             lr = lr_at(step, total_steps, peak_lr, warmup)
             set_lr(optimizer, lr)

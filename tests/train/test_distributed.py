@@ -230,3 +230,31 @@ def test_compiled_model_trains_like_the_eager_one(tmp_path):
     assert abs(first[0] - second[0]) < 1e-4 and second == pytest.approx(first, rel=1e-2)  # fused kernels round differently
     assert set(load_checkpoint(compiled.run_dir / "checkpoints" / "last.pt")["model"]) == \
         set(load_checkpoint(eager.run_dir / "checkpoints" / "last.pt")["model"])  # names unchanged by compile
+
+
+def test_torchrun_forwards_slurms_warning_signal_to_every_process(tmp_path):
+    """The README's SLURM recipe: torchrun with ``--signals-to-handle ...SIGUSR1`` passes SLURM's USR1 warning to
+    its processes, which finish the step, agree, checkpoint and exit 75; the run then resumes to the end."""
+    import signal
+    import time
+
+    launcher = Path(sys.executable).with_name("torchrun")
+    command = [str(launcher)] if launcher.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    run = tmp_path / "slurm"
+    args = [*TINY, "method.name=pixpro", "train.max_steps=400", "train.checkpoint_every=1000",
+            f"run.output_dir={tmp_path}", "run.name=slurm"]
+    proc = subprocess.Popen([*command, "--signals-to-handle", "SIGTERM,SIGINT,SIGUSR1", "--shutdown-timeout", "120",
+                             "--standalone", "--nproc_per_node=2", "-m", "pixelssl", "pretrain", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 300
+    while not (run / "metrics.jsonl").is_file() or not (run / "metrics.jsonl").read_text().strip():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "training did not start in time"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0  # torchrun reports the signal itself; its processes' exit codes are in its log
+    assert err.count("SIGUSR1 after step") >= 1 and "Traceback (most recent call last)" not in err.split("SIGUSR1")[0]
+    step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    assert 1 <= step < 400 and not (run / "backbone.safetensors").exists()

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("synthetic_speed.py", "augment_speed.py", "decode_speed.py", "pretrain_step.py", "pretrain_throughput.py",
-           "inpaint_speed.py", "camvid_probe.py", "inpaint_quality.py", "detection_transfer.py")
+SCRIPTS = ("synthetic_speed.py", "augment_speed.py", "decode_speed.py", "queue_loss.py", "pretrain_step.py",
+           "pretrain_throughput.py", "inpaint_speed.py", "camvid_probe.py", "inpaint_quality.py",
+           "detection_transfer.py")
 
 
 def main() -> int:

@@ -60,11 +60,50 @@ def info_nce(query: Tensor, key: Tensor, negatives: Tensor | None, temperature: 
         logits = query @ key.t() / temperature  # (B, B): diagonal = positives
         labels = torch.arange(query.shape[0], device=query.device)
         return F.cross_entropy(logits, labels, reduction=reduction)
-    pos = (query * key).sum(dim=1, keepdim=True)  # (B, 1)
-    neg = query @ negatives.to(query.dtype).t()  # (B, K)
-    logits = torch.cat((pos, neg), dim=1) / temperature
-    labels = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
-    return F.cross_entropy(logits, labels, reduction=reduction)
+    # Cross-entropy with the positive as class 0 of [pos, neg] / t, as log(e^pos + sum e^neg) - pos with 1/t applied
+    # to the (B, C) queries: the (B, K) logits (K = 65536 queue entries per pixel for DenseCL and PixCon) live in one
+    # buffer, are never concatenated, divided or copied, and take one exp each (see _QueueLogSumExp).
+    scaled = query / temperature
+    pos = (scaled * key).sum(dim=1)  # (B,)
+    per_query = _QueueLogSumExp.apply(pos, scaled, negatives.to(query.dtype)) - pos
+    return {"none": per_query, "sum": per_query.sum(), "mean": per_query.mean()}[reduction]
+
+
+class _QueueLogSumExp(torch.autograd.Function):
+    """``log(e^pos_i + sum_k e^{q_i . n_k})`` per row for (B, C) queries q and a (K, C) queue n.
+
+    Written out because the (B, K) logits dominate DenseCL's and PixCon's losses (6272 x 65536 for a batch of
+    128): one buffer holds the logits, then in place their exponentials, which backward turns in place into the
+    logits' gradient (their share of the row's sum). On a CPU, where fresh buffers this size cost their page faults,
+    this made PixCon-SR's ResNet-50 step 10% faster than log-softmax over concatenated logits. The matmuls run in
+    autocast's precision when it is on (as ``q @ n.T`` would); the exponentials and sums in fp32.
+    """
+
+    @staticmethod
+    def forward(ctx, pos: Tensor, query: Tensor, negatives: Tensor) -> Tensor:  # type: ignore[override]
+        logits = query @ negatives.t()
+        ctx.matmul_dtype = logits.dtype
+        exp_neg, pos = _fp32(logits), _fp32(pos)
+        shift = torch.maximum(pos, exp_neg.amax(dim=1))  # stability; any per-row constant gives the same value
+        exp_neg.sub_(shift[:, None]).exp_()
+        exp_pos = (pos - shift).exp()
+        total = exp_pos + exp_neg.sum(dim=1)
+        ctx.save_for_backward(exp_pos, exp_neg, total, query, negatives)
+        ctx.used = False
+        return shift + total.log()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:  # type: ignore[override]
+        if ctx.used:
+            raise RuntimeError("info_nce's queue term cannot be differentiated twice (its buffer is reused)")
+        ctx.used = True
+        exp_pos, exp_neg, total, query, negatives = ctx.saved_tensors
+        share = grad / total
+        d_logits = exp_neg.mul_(share[:, None]).to(ctx.matmul_dtype)
+        d_query = (d_logits @ negatives.to(ctx.matmul_dtype)).to(query.dtype) if ctx.needs_input_grad[1] else None
+        d_negatives = ((d_logits.t() @ query.to(ctx.matmul_dtype)).to(negatives.dtype)
+                       if ctx.needs_input_grad[2] else None)
+        return exp_pos * share, d_query, d_negatives
 
 
 def dense_info_nce(query: Tensor, key: Tensor, negatives: Tensor, temperature: float,
@@ -108,11 +147,10 @@ def pixel_info_nce(
     valid = valid.to(torch.bool) & has_pos
     # Rows without positives are excluded below; give them a finite numerator so no NaN reaches backward.
     pos = pos | ~has_pos[..., None]
-    all_logits = logits
-    if negatives is not None:
-        extra = torch.einsum("bcn,kc->bnk", _fp32(query), negatives.to(logits.dtype)) / temperature  # (B, N1, K)
-        all_logits = torch.cat((logits, extra), dim=-1)
-    log_denominator = torch.logsumexp(all_logits, dim=-1)
+    log_denominator = torch.logsumexp(logits, dim=-1)
+    if negatives is not None:  # the queue's share of the denominator, without concatenating (B, N1, N2 + K) logits
+        extra = torch.einsum("bcn,kc->bnk", _fp32(query) / temperature, negatives.to(logits.dtype))  # (B, N1, K)
+        log_denominator = torch.logaddexp(log_denominator, torch.logsumexp(extra, dim=-1))
     log_numerator = torch.logsumexp(logits.masked_fill(~pos, float("-inf")), dim=-1)
     per_pixel = torch.where(valid, log_denominator - log_numerator, torch.zeros_like(log_denominator))
     return global_mean(per_pixel.sum(), valid.sum(), 1.0)  # ranks hold different numbers of valid pixels

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -112,3 +113,39 @@ def test_dense_losses_are_finite_with_no_positives_and_zero_features():
         loss.backward()
         assert torch.isfinite(loss) and loss.item() == 0.0
         assert torch.isfinite(q.grad).all()
+
+
+@pytest.mark.parametrize("temperature", [0.2, 0.02])
+def test_queue_info_nce_equals_cross_entropy_over_concatenated_logits(temperature):
+    """The concatenation-free form (logaddexp of the positive and the queue's logsumexp) gives the textbook
+    cross-entropy over [pos, negatives] / t, values and gradients, also at a sharp temperature (fp64)."""
+    g = torch.Generator().manual_seed(0)
+    q = F.normalize(torch.randn(6, 8, generator=g, dtype=torch.float64), dim=1).requires_grad_()
+    k = F.normalize(torch.randn(6, 8, generator=g, dtype=torch.float64), dim=1).requires_grad_()
+    queue = F.normalize(torch.randn(50, 8, generator=g, dtype=torch.float64), dim=1).requires_grad_()
+    got = info_nce(q, k, queue, temperature, reduction="none")
+    logits = torch.cat(((q * k).sum(1, keepdim=True), q @ queue.t()), dim=1) / temperature
+    want = F.cross_entropy(logits, torch.zeros(6, dtype=torch.long), reduction="none")
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    weights = torch.rand(6, generator=g, dtype=torch.float64)  # an uneven upstream gradient
+    grads = torch.autograd.grad((got * weights).sum(), (q, k, queue))
+    torch.testing.assert_close(grads, torch.autograd.grad((want * weights).sum(), (q, k, queue)), rtol=1e-10,
+                               atol=1e-12)
+    assert torch.isclose(info_nce(q, k, queue, temperature, reduction="sum"), want.sum())
+    assert torch.isfinite(info_nce(q, q, torch.cat((q, q)).detach(), 0.01)).all()  # every logit equal and large
+
+
+def test_queue_info_nce_under_autocast_is_close_to_fp32():
+    """bf16 matmuls (autocast), fp32 exponentials: the loss and its gradient stay within bf16 rounding."""
+    g = torch.Generator().manual_seed(1)
+    q = F.normalize(torch.randn(16, 32, generator=g), dim=1).requires_grad_()
+    k = F.normalize(torch.randn(16, 32, generator=g), dim=1)
+    queue = F.normalize(torch.randn(200, 32, generator=g), dim=1)
+    exact = info_nce(q, k, queue, 0.2)
+    (exact_grad,) = torch.autograd.grad(exact, q)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = info_nce(q, k, queue, 0.2)
+    (low_grad,) = torch.autograd.grad(low, q)
+    assert low.dtype == torch.float32 and low_grad.dtype == torch.float32
+    assert abs(low.item() - exact.item()) < 0.02 * exact.item()
+    assert float((low_grad - exact_grad).norm() / exact_grad.norm()) < 0.05

@@ -84,7 +84,7 @@ class DenseMoCo(Method):
         with torch.no_grad():  # shuffled BN on the key backbone (MoCo / DenseCL, whose heads have no BN)
             momentum = {b: shuffled_forward(self.backbone_k, views[b], self.shuffle_groups) for _, b in directions}
             keys = {b: self._key(f) for b, f in momentum.items()}
-        negatives, dense_negatives = self.queue.keys.clone(), self.dense_queue.keys.clone()
+        negatives, dense_negatives = self.queue.snapshot(), self.dense_queue.snapshot()
 
         loss_global = loss_dense = weight = 0.0
         for a, b in directions:

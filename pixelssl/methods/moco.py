@@ -37,7 +37,7 @@ class MoCo(Method):
         queries = [F.normalize(self.head(global_pool(self.backbone(v))), dim=1) for v in views]
         with torch.no_grad():
             keys = [self._key(v) for v in views]
-        negatives = self.queue.keys.clone() if self.queue is not None else None
+        negatives = self.queue.snapshot() if self.queue is not None else None
         loss = 0.5 * (info_nce(queries[0], keys[1], negatives, self.temperature)
                       + info_nce(queries[1], keys[0], negatives, self.temperature))
         if self.queue is not None:

@@ -39,7 +39,7 @@ class PixContrast(Method):
         shape = tuple(queries[0].shape[-2:])
         pos = self.coordinate_positives(batch, shape, self.pos_ratio)
         inside1, inside2 = self.intersection_cells(batch, shape)
-        negatives = self.queue.keys.clone() if self.queue is not None else None
+        negatives = self.queue.snapshot() if self.queue is not None else None
         q1, q2, k1, k2 = (t.flatten(2) for t in (*queries, *keys))
         loss = 0.5 * (pixel_info_nce(q1, k2, pos, inside1, self.temperature, negatives)
                       + pixel_info_nce(q2, k1, pos.transpose(1, 2), inside2, self.temperature, negatives))

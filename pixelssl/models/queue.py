@@ -23,6 +23,16 @@ class FeatureQueue(nn.Module):
     def size(self) -> int:
         return self.keys.shape[0]
 
+    @torch.compiler.disable
+    def snapshot(self) -> Tensor:
+        """A copy of the keys for this step's loss, which the step's own ``enqueue`` must not change.
+
+        Run eagerly under ``torch.compile``: with ``keys.clone()`` inside the compiled forward, the compiled graph
+        saved the buffer itself for backward, and the step's in-place enqueue then made backward fail (a version
+        counter error) for every queue method.
+        """
+        return self.keys.clone()
+
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:
         """Write ``keys`` (N, dim) after the newest entries, wrapping around; N may exceed nothing but ``size``.

@@ -40,3 +40,11 @@ def test_queue_keeps_only_the_newest_when_given_more_than_its_size():
     queue = FeatureQueue(dim=1, size=3)
     queue.enqueue(torch.arange(5, dtype=torch.float32)[:, None])
     assert sorted(queue.keys.flatten().tolist()) == [2.0, 3.0, 4.0]
+
+
+def test_snapshot_is_a_copy_the_next_enqueue_does_not_change():
+    queue = FeatureQueue(dim=2, size=3)
+    snapshot = queue.snapshot()
+    before = snapshot.clone()
+    queue.enqueue(torch.ones(2, 2))
+    assert torch.equal(snapshot, before) and not torch.equal(queue.keys, before)

@@ -222,8 +222,10 @@ def test_new_switches_reject_bad_values_naming_the_key():
 
 
 @pytest.mark.slow
-def test_compiled_model_trains_like_the_eager_one(tmp_path):
-    common = [*TINY, "method.name=pixpro", "data.image_size=32", "train.max_steps=2", f"run.output_dir={tmp_path}"]
+@pytest.mark.parametrize("method", [["method.name=pixpro"],
+                                    ["method.name=pixcon_sr", "method.queue_size=32", "data.require_overlap=true"]])
+def test_compiled_model_trains_like_the_eager_one(tmp_path, method):
+    common = [*TINY, *method, "data.image_size=32", "train.max_steps=2", f"run.output_dir={tmp_path}"]
     eager = pretrain(load_config(PretrainConfig, overrides=[*common, "run.name=eager"]))
     compiled = pretrain(load_config(PretrainConfig, overrides=[*common, "run.name=compiled", "train.compile=true"]))
     first, second = losses(eager.run_dir), losses(compiled.run_dir)

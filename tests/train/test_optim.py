@@ -43,3 +43,25 @@ def test_lr_schedule_warmup_then_cosine():
     assert math.isclose(lr_at(10, 100, 1.0, 10), 1.0)
     assert math.isclose(lr_at(55, 100, 1.0, 10), 0.5, abs_tol=1e-12)
     assert math.isclose(lr_at(100, 100, 1.0, 10), 0.0, abs_tol=1e-12)
+
+
+def test_sgd_is_fused_and_steps_like_the_foreach_path():
+    """build_optimizer's SGD uses torch's fused kernel on the CPU too; its updates equal the multi-tensor path's."""
+    from pixelssl.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(2, 3, 6, 6))
+    twin = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 2))
+    twin.load_state_dict(model.state_dict())
+    fused = build_optimizer(model, "sgd", lr=0.1, weight_decay=1e-2, momentum=0.9)
+    assert fused.defaults["fused"]
+    reference = torch.optim.SGD(parameter_groups(twin, 1e-2), lr=0.1, momentum=0.9, foreach=True)
+    for _ in range(3):
+        grads = [torch.randn_like(p) for p in model.parameters()]
+        for net, opt in ((model, fused), (twin, reference)):
+            for p, g in zip(net.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -131,7 +131,8 @@ def crop_boxes(x: Tensor, boxes: Tensor, size: int) -> Tensor:
 
 def load_mask(path: str | Path | BinaryIO, expected_size: tuple[int, int] | None = None, image_path: str | Path = "",
               name: str | None = None) -> Tensor:
-    """A user mask image as a bool (H, W) tensor: pixels brighter than mid-grey (or opaque alpha) are the hole.
+    """A user mask image as a bool (H, W) tensor: pixels brighter than mid-grey are the hole, or, in a mask with
+    varying transparency (strokes painted on a transparent layer, of any colour), the opaque pixels.
 
     ``path`` is a file path or an open binary file (an upload); ``name`` is what errors call it (default: the path).
     Raises ``DataError`` naming the file when it cannot be read, does not match ``expected_size`` (H, W), has no
@@ -141,12 +142,16 @@ def load_mask(path: str | Path | BinaryIO, expected_size: tuple[int, int] | None
     name = str(path) if name is None else name
     try:
         with Image.open(path) as image:
+            alpha = np.asarray(image.getchannel("A")) if "A" in image.getbands() else None
+            if alpha is None and image.mode == "P" and "transparency" in image.info:
+                alpha = np.asarray(image.convert("RGBA").getchannel("A"))
             grey = np.asarray(image.convert("L"))
     except FileNotFoundError as err:
         raise DataError(f"mask file '{name}' does not exist") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"cannot read mask '{name}': {err}".splitlines()[0]) from err
-    hole = torch.from_numpy(np.ascontiguousarray(grey > 127))
+    layer = alpha if alpha is not None and alpha.min() != alpha.max() else grey  # uniform alpha says nothing
+    hole = torch.from_numpy(np.ascontiguousarray(layer > 127))
     if expected_size is not None and tuple(hole.shape) != tuple(expected_size):
         raise DataError(f"mask '{name}' is {hole.shape[1]}x{hole.shape[0]} but image '{image_path}' is "
                         f"{expected_size[1]}x{expected_size[0]} (width x height); they must match")

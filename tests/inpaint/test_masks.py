@@ -86,3 +86,16 @@ def test_load_mask_reads_white_as_hole_and_rejects_bad_masks(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read mask"):
         load_mask(tmp_path / "bad.png")
+
+
+def test_load_mask_reads_strokes_on_a_transparent_layer(tmp_path):
+    """Black (or any colour) strokes painted on a transparent layer: the opaque pixels are the hole; a fully opaque
+    RGBA mask is read by brightness as usual."""
+    rgba = np.zeros((5, 7, 4), np.uint8)
+    rgba[2, 1:6] = (0, 0, 0, 255)  # black, opaque stroke
+    hole = load_mask(_write(tmp_path / "stroke.png", rgba))
+    assert int(hole.sum()) == 5 and bool(hole[2, 1:6].all())
+    opaque = np.zeros((5, 7, 4), np.uint8)
+    opaque[..., 3] = 255
+    opaque[0, 0, :3] = 255  # one white pixel on opaque black
+    assert int(load_mask(_write(tmp_path / "opaque.png", opaque)).sum()) == 1

@@ -104,7 +104,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 @contextmanager
-def unreadable_as(path: str | os.PathLike | BinaryIO, max_pixels: int = MAX_PIXELS) -> Iterator[None]:
+def unreadable_as(path: str | os.PathLike | BinaryIO) -> Iterator[None]:
     """Turn whatever PIL or a decoder raises on a bad file into ``UnreadableImage`` naming ``path``, one line."""
     try:
         with warnings.catch_warnings():

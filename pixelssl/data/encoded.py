@@ -8,6 +8,7 @@ path, so a folder may mix formats.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 
@@ -42,14 +43,15 @@ def _orientation(image: Image.Image) -> int:
 def read_encoded(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> EncodedImage | Tensor:
     """A plain JPEG as ``EncodedImage`` (header parsed, nothing decoded); any other image decoded as ``read_rgb``
     does. ``UnreadableImage`` when the header is unreadable or over the pixel cap."""
-    with unreadable_as(path), Image.open(path) as image:
-        check_pixels(path, image, max_pixels)
-        if not is_plain_jpeg(image):
-            image.close()
-            return read_rgb(path, max_pixels)
-        width, height = image.size
-        orientation = _orientation(image)
-        data = read_bytes(path)
+    with unreadable_as(path):
+        data = read_bytes(path)  # one read: the header is parsed from these bytes, which then travel as they are
+        with Image.open(io.BytesIO(data.numpy())) as image:
+            check_pixels(path, image, max_pixels)
+            plain = is_plain_jpeg(image)
+            width, height = image.size
+            orientation = _orientation(image) if plain else 1
+    if not plain:
+        return read_rgb(path, max_pixels)
     if orientation in TRANSPOSED:
         width, height = height, width
     return EncodedImage(data, height, width, orientation)

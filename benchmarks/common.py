@@ -67,3 +67,62 @@ def write_results(name: str, payload: dict, table: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table + "\n")
     print(table)
+
+
+# --------------------------------------------------------------------------- resumable measurements
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a results .jsonl (a torn last line from an interrupted run is ignored)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    """Append one finished row and flush it at once: an interrupted run keeps every row it measured."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def git_commit() -> str:
+    """The checkout's commit (with '+dirty' for uncommitted changes), recorded beside each measured row."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}+dirty" if dirty else head or "unknown"
+
+
+# Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (beyond: the normal 1.96 is within 4%).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (nan for fewer than two values)."""
+    mean = statistics.fmean(values)
+    return mean, statistics.stdev(values) if len(values) > 1 else float("nan")
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict | None:
+    """Mean of ``a[s] - b[s]`` over the seeds both have, with its 95% t-interval; None below two shared seeds."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    diffs = [a[s] - b[s] for s in seeds]
+    mean, std = mean_std(diffs)
+    df = len(diffs) - 1
+    half = (_T975[df - 1] if df <= len(_T975) else 1.96) * std / len(diffs) ** 0.5
+    return {"mean": mean, "low": mean - half, "high": mean + half, "seeds": seeds}

@@ -76,6 +76,9 @@ class ModelConfig:
     weights: str = opt("", "optional local backbone weights (.safetensors or .pt state dict) to start from")
     proj_hidden_dim: int = opt(4096, "hidden width of the projector / predictor heads")
     proj_dim: int = opt(256, "output width of the projector / predictor heads")
+    zero_init_residual: bool = opt(False, "start the last BatchNorm weight of every residual block at 0 (each block "
+                                          "begins as the identity; PixPro's release does, MoCo, DenseCL and PixCon "
+                                          "do not); torchvision ResNets only")
     sync_bn: bool = opt(False, "convert BatchNorm to SyncBatchNorm when training distributed (NCCL on GPU, gloo on "
                                "CPU): statistics over the global batch")
 
@@ -107,8 +110,13 @@ class MethodConfig:
                               "DenseCL's heads)")
     predictor: bool = opt(True, "densecl / pixcon: global and dense predictors on the online side (MoCo-v2+; false = "
                                 "MoCo-v2 / DenseCL)")
-    symmetric: bool = opt(True, "densecl / pixcon: add the loss of both directions and enqueue a random view's keys "
-                                "(false = view 1 -> view 2 only, as DenseCL)")
+    symmetric: bool = opt(True, "moco / densecl / pixcon: add the loss of both directions and enqueue a random view's "
+                                "keys (false = view 1 -> view 2 only, enqueueing view 2's keys, as the MoCo-v2 and "
+                                "DenseCL releases)")
+    inbox_rule: str = opt("centre", "pixcon: which query cells count as inside the views' intersection: centre (cell "
+                                    "centre inside the other view's box) | release (the intersection box in the query "
+                                    "view's own coordinates, scaled to the map's grid and truncated, as the PixCon "
+                                    "release's 7x7 masks)")
     sr_weights: str = opt("semantic", "pixcon_sr: semantic (similarity-based, in-box 1) | spatial (in-box 1, "
                                       "out-of-box 0: the paper's 'SR (Spa.)')")
     sr_power: float = opt(2.0, "pixcon_sr: sharpening power p of the semantic weights, w ** p")
@@ -126,6 +134,11 @@ class TrainConfig:
     sgd_momentum: float = opt(0.9, "optimiser momentum")
     warmup_epochs: float = opt(5.0, "linear warm-up length in epochs (fractions allowed)")
     warmup_steps: int = opt(-1, "linear warm-up in steps; -1 = derive from warmup_epochs")
+    warmup_start_ratio: float = opt(-1.0, "lr at the first warm-up step as a fraction r of the peak: "
+                                          "lr = peak * (r + (1 - r) * step / warmup), as PixPro's release (r = 0.01); "
+                                          "-1 = peak * (step + 1) / warmup")
+    final_lr: float = opt(0.0, "learning rate the cosine decay ends at (absolute; PixPro's release 1e-6, MoCo, DenseCL "
+                             "and PixCon 0)")
     grad_clip: float = opt(0.0, "clip the global gradient norm to this value (0 = off)")
     nonfinite: str = opt("stop", "a NaN/inf loss or gradient: stop (the last checkpoint stays good) | skip (drop the "
                                  "step, undo its BatchNorm-statistics and queue updates, go on)")
@@ -142,6 +155,13 @@ class TrainConfig:
     tensorboard: bool = opt(True, "write TensorBoard event files into the run directory")
     figure_every: int = opt(0, "steps between the report's figures (attention, PCA, matches, PPM / SR weights on "
                                "one fixed image) in TensorBoard; 0 = off (each costs ~1 s of CPU at ResNet-18)")
+    monitor_every: int = opt(0, "steps between live monitors (collapse indicators and a small C5 linear probe's mIoU "
+                                "as monitor/* metrics, also at the last step); 0 = off")
+    monitor_data: str = opt("", "segmentation folder with train/ and val/ (images/ + labels/, as CamVid) for the "
+                                "monitor's probe; empty = the built-in synthetic scenes")
+    monitor_images: int = opt(16, "labelled images per split (train, val) for the monitor's probe, and training "
+                                  "images in its fixed batch of views")
+    monitor_image_size: int = opt(128, "shorter side the monitor's labelled images are resized to (labels nearest)")
     progress: bool = opt(True, "show a rich progress bar")
 
 
@@ -340,6 +360,8 @@ def _validate_pretrain(cfg: PretrainConfig) -> None:
     require(d.synthetic.size >= 32, "data.synthetic.size", "must be >= 32")
     require(1 <= d.synthetic.num_classes <= 12, "data.synthetic.num_classes", "must be in 1..12")
     require(m.proj_hidden_dim >= 1 and m.proj_dim >= 1, "model.proj_dim", "head widths must be >= 1")
+    require(not (m.zero_init_residual and m.backbone.startswith("timm:")), "model.zero_init_residual",
+            "applies to torchvision ResNets; timm models choose their own initialisation")
     from pixelssl.methods.registry import available_methods, method_class  # late: methods import config
 
     choice(me.name, "method.name", tuple(available_methods()))
@@ -359,6 +381,7 @@ def _validate_pretrain(cfg: PretrainConfig) -> None:
             f"{me.name} takes its negatives from a queue: set it >= 1 (65536 in the paper, 4096 in the demo presets)")
     require(0 <= me.loss_lambda <= 1, "method.loss_lambda", f"must be in [0, 1] (got {me.loss_lambda})")
     choice(me.sr_weights, "method.sr_weights", ("semantic", "spatial"))
+    choice(me.inbox_rule, "method.inbox_rule", ("centre", "release"))
     require(me.sr_power > 0, "method.sr_power", f"must be > 0 (got {me.sr_power})")
     require(t.epochs >= 1 or t.max_steps > 0, "train.epochs", "must be >= 1 (or set train.max_steps)")
     require(t.max_steps >= 0, "train.max_steps", "must be >= 0")
@@ -367,6 +390,10 @@ def _validate_pretrain(cfg: PretrainConfig) -> None:
     require(t.base_lr > 0, "train.base_lr", "must be > 0")
     require(t.weight_decay >= 0, "train.weight_decay", "must be >= 0")
     require(t.warmup_epochs >= 0, "train.warmup_epochs", "must be >= 0")
+    require(t.warmup_start_ratio == -1 or 0 <= t.warmup_start_ratio < 1, "train.warmup_start_ratio",
+            f"must be -1 or in [0, 1) (got {t.warmup_start_ratio})")
+    require(0 <= t.final_lr < t.base_lr * t.batch_size / 256, "train.final_lr",
+            f"must be >= 0 and below the peak lr base_lr * batch_size / 256 (got {t.final_lr})")
     require(t.grad_clip >= 0, "train.grad_clip", "must be >= 0")
     choice(t.amp, "train.amp", ("auto", "fp32", "bf16", "fp16"))
     choice(t.nonfinite, "train.nonfinite", ("stop", "skip"))
@@ -377,6 +404,9 @@ def _validate_pretrain(cfg: PretrainConfig) -> None:
     require(t.figure_every >= 0, "train.figure_every", f"must be >= 0 (got {t.figure_every})")
     require(t.figure_every == 0 or t.tensorboard, "train.figure_every", "needs train.tensorboard=true (figures go "
                                                                         "to TensorBoard)")
+    require(t.monitor_every >= 0, "train.monitor_every", f"must be >= 0 (got {t.monitor_every})")
+    require(t.monitor_images >= 2, "train.monitor_images", f"must be >= 2 (got {t.monitor_images})")
+    require(t.monitor_image_size >= 32, "train.monitor_image_size", f"must be >= 32 (got {t.monitor_image_size})")
     require(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
     require(t.keep_checkpoints >= 0, "train.keep_checkpoints", "must be >= 0")
 

@@ -35,6 +35,36 @@ def cells_in_other_view(
     return in_box(cell_centers(boxes, flipped, *shape), other_boxes)
 
 
+def intersection_grid_cells(boxes: Tensor, flipped: Tensor, shape: tuple[int, int], other_boxes: Tensor) -> Tensor:
+    """Cells of a view inside the views' intersection by the PixCon release's rule: (B, H*W) bool.
+
+    The release (``_clip_coords`` and ``COCOCoord``) expresses the intersection box in the view's own [0, 1]
+    coordinates (mirrored when the view is flipped), scales it by the grid side and truncates:
+    cell (i, j) is inside when ``floor(y0 * H) <= i < floor(y1 * H)`` and ``floor(x0 * W) <= j < floor(x1 * W)``.
+    It differs from ``cells_in_other_view`` (cell centre inside the box) on border cells. Computed from our
+    normalised boxes (the release uses exclusive pixel ends: under one pixel per crop edge); views that do not
+    overlap get no cells (the release's negative slice ends would wrap around).
+    """
+    height, width = shape
+    boxes, other = boxes.float(), other_boxes.float()
+    lo = torch.maximum(boxes[:, :2], other[:, :2])  # (B, 2) intersection corners (x, y) in image coordinates
+    hi = torch.minimum(boxes[:, 2:], other[:, 2:])
+    span = (boxes[:, 2:] - boxes[:, :2]).clamp_min(1e-12)
+    rel_lo, rel_hi = (lo - boxes[:, :2]) / span, (hi - boxes[:, :2]) / span  # in the view's own coordinates
+    flip = flipped.to(torch.bool)
+    x_lo = torch.where(flip, 1.0 - rel_hi[:, 0], rel_lo[:, 0])
+    x_hi = torch.where(flip, 1.0 - rel_lo[:, 0], rel_hi[:, 0])
+    overlap = (hi > lo).all(dim=1)  # (B,)
+    col0, col1 = (x_lo * width).floor(), (x_hi * width).floor()
+    row0, row1 = (rel_lo[:, 1] * height).floor(), (rel_hi[:, 1] * height).floor()
+    cols = torch.arange(width, device=boxes.device, dtype=boxes.dtype)
+    rows = torch.arange(height, device=boxes.device, dtype=boxes.dtype)
+    in_cols = (cols[None] >= col0[:, None]) & (cols[None] < col1[:, None])  # (B, W)
+    in_rows = (rows[None] >= row0[:, None]) & (rows[None] < row1[:, None])  # (B, H)
+    inside = in_rows[:, :, None] & in_cols[:, None, :] & overlap[:, None, None]
+    return inside.reshape(boxes.shape[0], height * width)
+
+
 def nearest_cell(
     boxes1: Tensor, flipped1: Tensor, shape1: tuple[int, int],
     boxes2: Tensor, flipped2: Tensor, shape2: tuple[int, int],

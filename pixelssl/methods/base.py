@@ -25,7 +25,7 @@ class Method(nn.Module):
         self.base_momentum = float(cfg.method.momentum)
         self.momentum_schedule = str(cfg.method.momentum_schedule)
         self._teachers: list[str] = []
-        self.backbone: Backbone = build_backbone(cfg.model.backbone, cfg.model.weights)
+        self.backbone: Backbone = build_backbone(cfg.model.backbone, cfg.model.weights, cfg.model.zero_init_residual)
 
     # ----------------------------------------------------------------- teachers
     def add_teacher(self, *students: str) -> None:

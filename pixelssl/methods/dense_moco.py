@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pixelssl.config import PretrainConfig
-from pixelssl.dense.matching import feature_argmax, gather_cells
+from pixelssl.dense.matching import cells_in_other_view, feature_argmax, gather_cells, intersection_grid_cells
 from pixelssl.losses import dense_info_nce, info_nce
 from pixelssl.methods.base import Method, shuffled_forward
 from pixelssl.models.heads import MLP, ConvMLP, global_pool
@@ -49,6 +49,7 @@ class DenseMoCo(Method):
         self.loss_lambda = float(me.loss_lambda)
         self.symmetric = bool(me.symmetric)
         self.shuffle_groups = int(me.shuffle_bn_groups)
+        self.release_inbox = me.inbox_rule == "release"
         self.add_teacher("backbone", "projector", "dense_projector")
 
     # ----------------------------------------------------------------- matching (what differs per method)
@@ -62,6 +63,14 @@ class DenseMoCo(Method):
         """
         _, index = feature_argmax(query_feats.flatten(2), key_feats.flatten(2))
         return index, torch.ones(index.shape, device=index.device)
+
+    def query_cells_in_box(self, batch: dict[str, Tensor], query_view: int, key_view: int,
+                           shape: tuple[int, int]) -> Tensor:
+        """(B, N) query cells inside the views' intersection (``method.inbox_rule``: centre or the release's grid)."""
+        box_q, flip_q = self.geometry(batch, query_view)
+        box_k = self.geometry(batch, key_view)[0]
+        rule = intersection_grid_cells if self.release_inbox else cells_in_other_view
+        return rule(box_q, flip_q, shape, box_k)
 
     # ----------------------------------------------------------------- the step
     def _query(self, feats: Tensor) -> tuple[Tensor, Tensor]:

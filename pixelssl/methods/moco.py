@@ -1,8 +1,9 @@
 """MoCo-v2 (Chen et al., 2020): instance-level InfoNCE against a queue, the control for every dense method.
 
 views -> backbone -> global pool -> MLP head (FC -> ReLU -> FC, no BN) -> normalise (queries);
-momentum copies give keys (with shuffled BatchNorm groups); symmetric loss (mean of both directions);
-one randomly chosen view's keys are enqueued each step.
+momentum copies give keys (with shuffled BatchNorm groups). As released (``method.symmetric=false``,
+facebookresearch/moco ``builder.py``): queries of view 1 against keys of view 2, whose keys are enqueued.
+``method.symmetric=true`` (MoCo-v2+ / v3 style): mean of both directions, one randomly chosen view's keys enqueued.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class MoCo(Method):
         self.temperature = float(cfg.method.temperature)
         self.shuffle_groups = int(cfg.method.shuffle_bn_groups)
         self.queue = FeatureQueue(cfg.model.proj_dim, cfg.method.queue_size) if cfg.method.queue_size > 0 else None
+        self.symmetric = bool(cfg.method.symmetric)
         self.add_teacher("backbone", "head")
 
     def _key(self, view: Tensor) -> Tensor:
@@ -34,10 +36,18 @@ class MoCo(Method):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         views = self.views(batch)
+        negatives = self.queue.snapshot() if self.queue is not None else None
+        if not self.symmetric:  # the release: one direction, view 2's keys enqueued
+            query = F.normalize(self.head(global_pool(self.backbone(views[0]))), dim=1)
+            with torch.no_grad():
+                key = self._key(views[1])
+            loss = info_nce(query, key, negatives, self.temperature)
+            if self.queue is not None:
+                self.queue.enqueue(key)
+            return {"loss": loss}
         queries = [F.normalize(self.head(global_pool(self.backbone(v))), dim=1) for v in views]
         with torch.no_grad():
             keys = [self._key(v) for v in views]
-        negatives = self.queue.snapshot() if self.queue is not None else None
         loss = 0.5 * (info_nce(queries[0], keys[1], negatives, self.temperature)
                       + info_nce(queries[1], keys[0], negatives, self.temperature))
         if self.queue is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from pixelssl.config import PretrainConfig
-from pixelssl.dense.matching import cells_in_other_view, feature_argmax, nearest_cell, semantic_weights
+from pixelssl.dense.matching import feature_argmax, nearest_cell, semantic_weights
 from pixelssl.methods.dense_moco import DenseMoCo
 from pixelssl.methods.registry import register_method
 
@@ -25,9 +25,8 @@ class PixConCoord(DenseMoCo):
     def match(self, query_feats: Tensor, key_feats: Tensor, batch: dict[str, Tensor], query_view: int,
               key_view: int) -> tuple[Tensor, Tensor]:
         shape_q, shape_k = tuple(query_feats.shape[-2:]), tuple(key_feats.shape[-2:])
-        index, inside = nearest_cell(*self.geometry(batch, query_view), shape_q,
-                                     *self.geometry(batch, key_view), shape_k)
-        return index, inside.float()
+        index, _ = nearest_cell(*self.geometry(batch, query_view), shape_q, *self.geometry(batch, key_view), shape_k)
+        return index, self.query_cells_in_box(batch, query_view, key_view, shape_q).float()
 
 
 @register_method("pixcon_sim")
@@ -57,6 +56,5 @@ class PixConSR(DenseMoCo):
     def match(self, query_feats: Tensor, key_feats: Tensor, batch: dict[str, Tensor], query_view: int,
               key_view: int) -> tuple[Tensor, Tensor]:
         similarity, index = feature_argmax(query_feats.flatten(2), key_feats.flatten(2))
-        box_q, flip_q = self.geometry(batch, query_view)
-        inside = cells_in_other_view(box_q, flip_q, tuple(query_feats.shape[-2:]), self.geometry(batch, key_view)[0])
+        inside = self.query_cells_in_box(batch, query_view, key_view, tuple(query_feats.shape[-2:]))
         return index, semantic_weights(similarity, inside, self.power, self.spatial_only)

@@ -99,12 +99,18 @@ def available_backbones() -> list[str]:
     return sorted(_RESNETS) + ["timm:<name>"]
 
 
-def build_backbone(name: str, weights: str = "") -> Backbone:
-    """A backbone by name (``resnet18/34/50/101`` or ``timm:<model>``), optionally loaded from a local file."""
+def build_backbone(name: str, weights: str = "", zero_init_residual: bool = False) -> Backbone:
+    """A backbone by name (``resnet18/34/50/101`` or ``timm:<model>``), optionally loaded from a local file.
+
+    ``zero_init_residual`` zeroes the last BatchNorm weight of every residual block (``bn2`` of a BasicBlock,
+    ``bn3`` of a Bottleneck), as PixPro's release (``contrast/resnet.py``): each block starts as the identity.
+    """
     if name.startswith("timm:"):
+        if zero_init_residual:
+            raise ValueError("zero_init_residual applies to torchvision ResNets, not timm models")
         model: Backbone = TimmBackbone(name[5:])
     elif name in _RESNETS:
-        model = ResNetBackbone(name)
+        model = ResNetBackbone(name, zero_init_residual=zero_init_residual)
     else:
         raise ValueError(f"unknown backbone '{name}'; choose from {', '.join(available_backbones())}")
     if weights:

@@ -102,7 +102,8 @@ def _summary(runs: Sequence[RunData]) -> str:
               "notes"]
     for run in runs:
         cfg = run.cfg
-        last = run.records[-1] if run.records else {}
+        trained = [r for r in run.records if "loss" in r]  # monitor records (monitor/*) carry no loss
+        last = (trained or run.records or [{}])[-1]
         data = "-" if cfg is None else (f"{cfg.data.root or 'synthetic scenes'}, {cfg.data.image_size} px views, "
                                          f"batch {cfg.train.batch_size}")
         planned = "" if cfg is None or not cfg.train.max_steps else f" / {cfg.train.max_steps}"
@@ -121,8 +122,13 @@ def _curves(runs: Sequence[RunData]) -> str:
         return "".join(parts)
     parts.append('<p class="caption">From metrics.jsonl: the loss is the mean over each logging window '
                  "(train.log_every steps), the others their value at the logged step.</p>")
-    figures = [plots.curves_figure(logged), plots.loss_terms_figure(logged)]
-    for fig, alt in zip(figures, ("training curves", "loss terms")):
+    figures = [plots.curves_figure(logged), plots.loss_terms_figure(logged), plots.monitor_figure(logged)]
+    if figures[-1] is not None:
+        parts.append('<p class="caption">Live monitors (train.monitor_every, pixelssl.train.monitor): a small linear '
+                     "probe's mIoU on C5 and collapse indicators of the dense projection (C5 where a method has "
+                     "none) on a fixed batch of views; collapse shows as cosines near 1, the std of normalised "
+                     "features near 0 and a C5 effective rank near 1.</p>")
+    for fig, alt in zip(figures, ("training curves", "loss terms", "live monitors")):
         if fig is not None:
             parts.append(_img(png_data_uri(plots.figure_rgb(fig)), alt))
     return "".join(parts)

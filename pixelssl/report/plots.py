@@ -78,6 +78,39 @@ def loss_terms_figure(runs: Mapping[str, Sequence[Mapping]]) -> Figure | None:
     return curves_figure(runs, [(k, k.replace("_", " ")) for k in keys])
 
 
+# Live-monitor keys (train.monitor_every, pixelssl.train.monitor) in the order they are drawn, with panel titles;
+# MoCo, which has no dense projector, logs the indicators of its C5 features as monitor/c5_<name>.
+MONITOR_CURVES = (
+    ("probe_miou", "monitor: linear-probe mIoU (C5)"), ("cos_across_images", "monitor: cos across images"),
+    ("cos_within_image", "monitor: cos within an image"), ("feature_std", "monitor: std of normalised features"),
+    ("effective_rank", "monitor: C5 effective rank"),
+)
+
+
+def monitor_keys(records: Sequence[Mapping]) -> list[str]:
+    """The live-monitor keys a run logged (``monitor/...``), in ``MONITOR_CURVES`` order, unknown ones last."""
+    logged = {k for r in records for k in r if k.startswith("monitor/") and k != "monitor/seconds"}
+    order = {name: i for i, (name, _) in enumerate(MONITOR_CURVES)}
+    names = {k: k.removeprefix("monitor/") for k in logged}
+    return sorted(logged, key=lambda k: (order.get(names[k].removeprefix("c5_"), len(order)),
+                                         names[k].startswith("c5_"), k))
+
+
+def monitor_figure(runs: Mapping[str, Sequence[Mapping]]) -> Figure | None:
+    """The live monitors' curves (probe mIoU, collapse indicators; runs overlaid); None when no run logged any."""
+    keys = monitor_keys([record for records in runs.values() for record in records])
+    if not keys:
+        return None
+    titles = dict(MONITOR_CURVES)
+    panels = []
+    for key in keys:
+        name = key.removeprefix("monitor/")
+        base = name.removeprefix("c5_")
+        title = titles.get(base, f"monitor: {base.replace('_', ' ')}")
+        panels.append((key, f"{title} (C5)" if name.startswith("c5_") and "(C5)" not in title else title))
+    return curves_figure(runs, panels)
+
+
 def figure_png(fig: Figure) -> bytes:
     """A figure rendered to PNG bytes with the Agg backend."""
     buffer = io.BytesIO()

@@ -71,9 +71,11 @@ def _info(args: argparse.Namespace) -> int:
     print(f"data:     {cfg.data.root or 'synthetic scenes'} at {cfg.data.image_size}px, batch {cfg.train.batch_size}")
     records = read_metrics(run / "metrics.jsonl")
     if records:
-        last = records[-1]
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items())
-        print(f"last:     {shown}")
+        monitors = [r for r in records if any(k.startswith("monitor/") for k in r)]  # train.monitor_every records
+        for title, found in (("last:    ", [r for r in records if r not in monitors]), ("monitor: ", monitors)):
+            if found:
+                shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in found[-1].items())
+                print(f"{title} {shown}")
     else:
         print("last:     no metrics yet")
     ckpt = run / "checkpoints" / "last.pt"

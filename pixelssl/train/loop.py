@@ -32,6 +32,7 @@ from pixelssl.train import distributed
 from pixelssl.train.checkpoint import save_checkpoint
 from pixelssl.train.lock import RunLock
 from pixelssl.train.logger import MetricsWriter, Progress
+from pixelssl.train.monitor import build_monitor
 from pixelssl.train.numerics import NonFiniteGuard, first_nonfinite, gradient_problem
 from pixelssl.train.optim import build_optimizer, lr_at, set_lr
 from pixelssl.train.preemption import StopRequest
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 RESUME_SAFE_KEYS = {
     "data.num_workers", "train.progress", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.tensorboard", "train.threads", "train.nonfinite", "train.max_nonfinite_skips", "train.figure_every",
+    "train.monitor_every", "train.monitor_data", "train.monitor_images", "train.monitor_image_size",
 }
 
 
@@ -114,6 +116,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
     if steps_per_epoch == 0:
         raise DataError(f"the training set has {len(dataset)} images, fewer than one batch "
                         f"(train.batch_size={t.batch_size})")
+    monitor = build_monitor(cfg, dataset.source, device, ctx.is_main)  # rank 0 only; bad monitor_data fails here
     total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
     warmup = t.warmup_steps if t.warmup_steps >= 0 else round(t.warmup_epochs * steps_per_epoch)
     peak_lr = t.base_lr * t.batch_size / 256  # linear scaling by the global batch
@@ -196,7 +199,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
             batch, unreadable = to_device(batch)
             note_skipped(unreadable)
 
-            lr = lr_at(step, total_steps, peak_lr, warmup)
+            lr = lr_at(step, total_steps, peak_lr, warmup, t.final_lr, t.warmup_start_ratio)
             set_lr(optimizer, lr)
             momentum = method.momentum_at(step, total_steps) if method.has_teacher else 0.0
             if method.has_teacher:
@@ -237,6 +240,8 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
                 window_start = time.perf_counter()
             if writer is not None and t.figure_every and done % t.figure_every == 0:  # eval mode, no state changes
                 window_start += writer.write_figures(done, method, cfg)  # figure time is not training throughput
+            if monitor is not None and (done % t.monitor_every == 0 or done == total_steps):  # changes no state
+                window_start += monitor.write(done, method, writer)  # nor is monitor time
             saved = done % t.checkpoint_every == 0 or done == total_steps
             if saved:
                 checkpoint(done)

@@ -87,10 +87,17 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
     raise ValueError(f"unknown optimizer '{name}' (choose lars or sgd)")
 
 
-def lr_at(step: int, total_steps: int, peak_lr: float, warmup_steps: int, final_lr: float = 0.0) -> float:
-    """Linear warm-up to ``peak_lr`` over ``warmup_steps``, then cosine decay to ``final_lr`` at ``total_steps``."""
+def lr_at(step: int, total_steps: int, peak_lr: float, warmup_steps: int, final_lr: float = 0.0,
+          warmup_start_ratio: float = -1.0) -> float:
+    """Linear warm-up to ``peak_lr`` over ``warmup_steps``, then cosine decay to ``final_lr`` at ``total_steps``.
+
+    Warm-up from ``r = warmup_start_ratio``: ``peak * (r + (1 - r) * step / warmup)``, PixPro's
+    ``GradualWarmupScheduler`` with ``multiplier = 1 / r`` (r = 0.01 there); ``r = -1`` starts at ``peak / warmup``.
+    """
     if warmup_steps > 0 and step < warmup_steps:
-        return peak_lr * (step + 1) / warmup_steps
+        if warmup_start_ratio < 0:
+            return peak_lr * (step + 1) / warmup_steps
+        return peak_lr * (warmup_start_ratio + (1.0 - warmup_start_ratio) * step / warmup_steps)
     span = max(total_steps - warmup_steps, 1)
     progress = min(max(step - warmup_steps, 0) / span, 1.0)
     return final_lr + (peak_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))

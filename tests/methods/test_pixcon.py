@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pixelssl.dense.matching import semantic_weights
+from pixelssl.dense.matching import cells_in_other_view, intersection_grid_cells, semantic_weights
 
 
 @pytest.mark.parametrize("preset", ["densecl_r18_demo", "pixcon_sim_r18_demo", "pixcon_sr_r18_demo"])
@@ -106,3 +106,14 @@ def test_sr_match_weights_use_the_views_intersection(tiny_method, two_view_batch
     _, w = method.match(feats_q, feats_k, batch, 1, 2)
     assert torch.equal(w[:, 3], torch.ones(2)) and (w[:, :3] <= 1).all() and (w[:, :3] >= 0).all()
     assert (w[:, :3] == 1).sum(dim=1).tolist() == [1, 1]  # the best out-of-box match of each image
+
+
+def test_pixcon_methods_take_the_rule_from_the_config(tiny_method, two_view_batch):
+    batch = two_view_batch(4, 96)
+    for preset in ("pixcon_sr_r18_demo", "pixcon_coord_r18_demo"):
+        method = tiny_method(preset, "method.inbox_rule=release")
+        got = method.query_cells_in_box(batch, 1, 2, (3, 3))
+        assert torch.equal(got, intersection_grid_cells(batch["box1"], batch["flip1"], (3, 3), batch["box2"]))
+        method = tiny_method(preset, "method.inbox_rule=centre")
+        assert torch.equal(method.query_cells_in_box(batch, 1, 2, (3, 3)),
+                           cells_in_other_view(batch["box1"], batch["flip1"], (3, 3), batch["box2"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 from pixelssl.dense.propagation import pixel_propagation, propagation_weights
 from pixelssl.methods.base import Method
+from pixelssl.methods.dense_moco import DenseMoCo
 from pixelssl.methods.pixcon import PixConSR
 from pixelssl.report import attention as A
 
@@ -115,7 +117,8 @@ def test_sr_weights_equal_pixcon_sr_training_weights():
     box1, box2 = torch.tensor([0.0, 0.1, 0.6, 0.9]), torch.tensor([0.3, 0.0, 1.0, 0.7])
     batch = {"box1": box1[None], "flip1": torch.tensor([True]), "box2": box2[None], "flip2": torch.tensor([False])}
     for power, spatial in ((2.0, False), (3.0, False), (2.0, True)):
-        sr = SimpleNamespace(power=power, spatial_only=spatial, geometry=Method.geometry)
+        sr = SimpleNamespace(power=power, spatial_only=spatial, geometry=Method.geometry, release_inbox=False)
+        sr.query_cells_in_box = partial(DenseMoCo.query_cells_in_box, sr)
         _, expected = PixConSR.match(sr, q[None], k[None], batch, 1, 2)
         matches = A.view_matches(q, k, box1, True, box2, False, by="feature")
         assert torch.allclose(A.sr_weight_map(matches, power, spatial).flatten(), expected[0])

@@ -207,3 +207,20 @@ def test_figure_every_is_validated():
     with pytest.raises(ConfigError, match="train.figure_every"):
         load_config(PretrainConfig, overrides=["train.figure_every=5", "train.tensorboard=false"])
     assert load_config(PretrainConfig).train.figure_every == 0
+
+
+def test_monitor_curves_appear_in_the_report(runs, tmp_path):
+    run = tmp_path / "watched"
+    shutil.copytree(runs["pixpro"], run)
+    with open(run / "metrics.jsonl", "a") as f:  # what train.monitor_every=1 adds beside the training records
+        for step in (1, 2):
+            f.write(json.dumps({"step": step, "monitor/probe_miou": 0.1 * step, "monitor/cos_across_images": 0.6,
+                                "monitor/cos_within_image": 0.7, "monitor/feature_std": 0.05,
+                                "monitor/effective_rank": 12.0}) + "\n")
+    page = Page(write_report([run], tmp_path / "report.html", images=0).read_text())
+    decode_images(page)
+    assert [img["alt"] for img in page.images] == ["training curves", "loss terms", "live monitors"]
+    text = "".join(page.text)
+    assert "Live monitors" in text
+    last_loss = json.loads((runs["pixpro"] / "metrics.jsonl").read_text().splitlines()[-1])["loss"]
+    assert f"{last_loss:.4g}" in text  # the summary's last loss skips the monitor records after it

@@ -64,3 +64,16 @@ def test_loss_terms_figure_and_rendering():
     assert Image.open(io.BytesIO(png)).format == "PNG"
     rgb = plots.figure_rgb(fig)
     assert rgb.dtype == np.uint8 and rgb.shape[2] == 3 and rgb.shape[:2] == Image.open(io.BytesIO(png)).size[::-1]
+
+
+def test_monitor_figure_draws_the_probe_and_collapse_indicators():
+    assert plots.monitor_figure({"a": RECORDS}) is None
+    monitors = [{"step": s, "monitor/probe_miou": 0.1 * s, "monitor/cos_across_images": 0.5,
+                 "monitor/effective_rank": 9.0, "monitor/seconds": 0.4} for s in (2, 4)]
+    moco = [{"step": 4, "monitor/c5_cos_across_images": 0.7}]
+    fig = plots.monitor_figure({"a": RECORDS + monitors, "moco": moco})
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["monitor: linear-probe mIoU (C5)", "monitor: cos across images",
+                                               "monitor: cos across images (C5)", "monitor: C5 effective rank"]
+    assert axes[0].get_lines()[0].get_xdata().tolist() == [2, 4]
+    assert np.allclose(axes[0].get_lines()[0].get_ydata(), [0.2, 0.4])

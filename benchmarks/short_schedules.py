@@ -1,0 +1,170 @@
+"""The short-schedule study: how each method learns within a CPU budget on the demo's settings.
+
+Each row pre-trains one method (a demo preset plus the setting's overrides) for ``--steps`` steps with one seed on
+the built-in synthetic scenes, then scores the backbone with the demo's own linear probe (C5, 300 labelled training
+scenes, 150 held-out scenes at 256 px; ``pixelssl.demo``). Untrained controls are the exact starting networks of
+seed s (``control`` / ``control_zero``). Rows are appended to ``results/short_schedules.jsonl`` as soon as they are
+measured and a re-run skips the rows it already has (same setting, overrides, seed, steps and study version), so a
+long grid fills over several runs; ``short_schedules.md`` is rewritten from all rows after every row.
+
+    python benchmarks/short_schedules.py --settings control control_zero pixpro pixpro_zero --seeds 0 1 2
+    python benchmarks/short_schedules.py --list              # the settings this script knows
+    python benchmarks/short_schedules.py --table             # only rewrite the markdown table
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, append_jsonl, git_commit, machine, mean_std, read_jsonl  # noqa: E402
+
+STUDY_VERSION = 1  # bump when the probe or the pre-training code changes what a row measures
+ZERO = "model.zero_init_residual=true"
+
+# name -> (demo preset, overrides); "control*" rows are untrained networks with the preset's initialisation.
+SETTINGS: dict[str, tuple[str, list[str]]] = {
+    "control": ("pixpro_r18_demo", []),
+    "control_zero": ("pixpro_r18_demo", [ZERO]),
+    "pixpro": ("pixpro_r18_demo", []),
+    "pixpro_zero": ("pixpro_r18_demo", [ZERO]),
+    "pixcontrast": ("pixcontrast_r18_demo", []),
+    "pixcontrast_zero": ("pixcontrast_r18_demo", [ZERO]),
+    "moco": ("moco_r18_demo", []),
+    "moco_zero": ("moco_r18_demo", [ZERO]),
+    "moco_release": ("moco_r18_demo", ["method.symmetric=false"]),
+    # PixPro sweeps around the demo recipe (zero-init: the release's initialisation)
+    "pixpro_zero_ppm1": ("pixpro_r18_demo", [ZERO, "method.ppm_transform_layers=1"]),
+    "pixpro_zero_lr4": ("pixpro_r18_demo", [ZERO, "train.base_lr=4.0"]),
+    "pixpro_zero_lr16": ("pixpro_r18_demo", [ZERO, "train.base_lr=16.0"]),
+    "pixpro_zero_m0.996": ("pixpro_r18_demo", [ZERO, "method.momentum=0.996"]),
+    "pixpro_zero_m0.9": ("pixpro_r18_demo", [ZERO, "method.momentum=0.9"]),
+    "pixpro_zero_gamma1": ("pixpro_r18_demo", [ZERO, "method.ppm_gamma=1.0"]),
+    "pixpro_zero_crop0.08": ("pixpro_r18_demo", [ZERO, "data.crop_scale=[0.08,1.0]"]),
+    "pixpro_zero_crop0.5": ("pixpro_r18_demo", [ZERO, "data.crop_scale=[0.5,1.0]"]),
+    "pixpro_zero_view112": ("pixpro_r18_demo", [ZERO, "data.image_size=112"]),
+    "pixpro_zero_warm0": ("pixpro_r18_demo", [ZERO, "train.warmup_epochs=0"]),
+    "pixpro_zero_batch64": ("pixpro_r18_demo", [ZERO, "train.batch_size=64"]),
+    "pixpro_zero_proj2048": ("pixpro_r18_demo", [ZERO, "model.proj_hidden_dim=2048", "model.proj_dim=256"]),
+    "pixcontrast_zero_lr8": ("pixcontrast_r18_demo", [ZERO, "train.base_lr=8.0"]),
+    "moco_zero_lr8": ("moco_r18_demo", [ZERO, "train.base_lr=8.0"]),
+    "pixcon_sr": ("pixcon_sr_r18_demo", []),
+    "pixcon_sr_zero": ("pixcon_sr_r18_demo", [ZERO]),
+    "densecl": ("densecl_r18_demo", []),
+}
+
+JSONL = RESULTS / "short_schedules.jsonl"
+
+
+def row_key(setting: str, seed: int, steps: int) -> str:
+    preset, overrides = SETTINGS[setting]
+    text = json.dumps([STUDY_VERSION, setting, preset, overrides, seed, 0 if setting.startswith("control") else steps])
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def read_rows() -> list[dict]:
+    return read_jsonl(JSONL)
+
+
+def measure(setting: str, seed: int, steps: int, workdir: Path) -> dict:
+    from pixelssl.config import PretrainConfig, load_config
+    from pixelssl.demo import FULL, _probe
+    from pixelssl.methods.registry import build_method
+    from pixelssl.models.backbones import build_backbone
+    from pixelssl.train.loop import pretrain
+    from pixelssl.train.runtime import seed_everything
+
+    preset, overrides = SETTINGS[setting]
+    base = [f"train.seed={seed}", f"run.output_dir={workdir}", f"run.name={setting}_s{seed}",
+            f"data.synthetic.num_images={FULL.pretrain_images}", "train.checkpoint_every=1000000",
+            "train.tensorboard=false", "train.progress=false"]
+    cfg = load_config(PretrainConfig, preset, [*base, *overrides, f"train.max_steps={max(steps, 1)}"])
+    row: dict = {"setting": setting, "preset": preset, "overrides": overrides, "seed": seed}
+    if setting.startswith("control"):
+        seed_everything(seed)  # the very network a run with this seed starts from
+        backbone = build_method(cfg).backbone
+        row.update(steps=0, pretrain_s=0.0)
+    else:
+        result = pretrain(cfg)
+        backbone = build_backbone(cfg.model.backbone, str(result.backbone_path))
+        row.update(steps=result.steps, pretrain_s=round(result.seconds, 1), first_loss=result.first_loss,
+                   final_loss=result.final_loss)
+        shutil.rmtree(result.run_dir, ignore_errors=True)
+    started = time.perf_counter()
+    metrics = _probe(backbone, FULL)
+    row.update(miou=metrics["miou"], pixel_acc=metrics["pixel_acc"], probe_s=round(time.perf_counter() - started, 1))
+    return row
+
+
+def summarise(rows: list[dict]) -> str:
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["setting"], r["steps"]), []).append(r)
+    lines = ["Demo probe mIoU (synthetic scenes, ResNet-18, C5 linear probe on 150 held-out scenes), mean +- std over "
+             "seeds; controls are the untrained starting networks of the same seeds.", "",
+             "| setting | overrides | steps | seeds | probe mIoU | min - max | pre-train s / run | measured |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (setting, steps), group in sorted(groups.items(), key=lambda kv: (not kv[0][0].startswith("control"), kv[0])):
+        values = [100 * r["miou"] for r in group]
+        mean, std = mean_std(values)
+        overrides = " ".join(group[0]["overrides"]) or "-"
+        lines.append(f"| {setting} | {overrides} | {steps} | {len(values)} | {mean:.1f} +- "
+                     f"{std:.1f} | {min(values):.1f} - {max(values):.1f} | "
+                     f"{statistics.mean(r['pretrain_s'] for r in group):.0f} | {group[-1]['date']} |")
+    return "\n".join(lines)
+
+
+def write_table() -> None:
+    table = summarise(read_rows())
+    (RESULTS / "short_schedules.md").write_text(table + "\n")
+    print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="+", default=["control", "control_zero", "pixpro", "pixpro_zero"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=100, help="pre-training steps per run (batch 32)")
+    parser.add_argument("--list", action="store_true", help="print the known settings and exit")
+    parser.add_argument("--table", action="store_true", help="only rewrite the markdown table from the rows")
+    args = parser.parse_args()
+    if args.list:
+        for name, (preset, overrides) in SETTINGS.items():
+            print(f"{name:24s} {preset:24s} {' '.join(overrides)}")
+        return
+    if args.table:
+        write_table()
+        return
+    unknown = [s for s in args.settings if s not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"unknown setting(s) {unknown}; see --list")
+    done = {r.get("key") for r in read_rows()}
+    workdir = Path(tempfile.mkdtemp(prefix="short_schedules_"))
+    info = machine()
+    try:
+        for seed in args.seeds:  # seeds outermost: every setting gets a first seed before any gets a third
+            for setting in args.settings:
+                key = row_key(setting, seed, args.steps)
+                if key in done:
+                    continue
+                row = measure(setting, seed, args.steps, workdir)
+                row.update(key=key, version=STUDY_VERSION, date=info["date"], threads=info["threads"], commit=git_commit())
+                append_jsonl(JSONL, row)
+                done.add(key)
+                print(f"{setting} seed {seed}: mIoU {100 * row['miou']:.1f} ({row['pretrain_s']:.0f} s pre-train, "
+                      f"{row['probe_s']:.0f} s probe)", flush=True)
+                write_table()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pixelssl-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-inpaint test test-all bench venv clean
+.PHONY: demo demo-inpaint test test-all docs bench venv clean
 
 venv: $(STAMP)
 
@@ -22,11 +22,15 @@ demo: $(STAMP)
 demo-inpaint: $(STAMP)
 	$(VENV)/bin/pixelssl inpaint train --config inpaint_demo
 
-test: $(STAMP)
+test: $(STAMP) docs
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+test-all: $(STAMP) docs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The documentation site (docs/ + mkdocs.yml); --strict fails on broken links. Built into .venv to keep the repo clean.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

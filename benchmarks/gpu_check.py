@@ -258,8 +258,8 @@ def part_nccl(s: Sizes, args: argparse.Namespace) -> dict:
 
 def part_fill(s: Sizes, args: argparse.Namespace) -> dict:
     import torch
-
     from common import time_it
+
     from pixelssl.inpaint.fill import fill_images
     from pixelssl.inpaint.networks import InpaintGenerator
 
@@ -273,7 +273,7 @@ def part_fill(s: Sizes, args: argparse.Namespace) -> dict:
         hole = torch.zeros(1, 1, size, size, dtype=torch.bool)
         hole[..., size // 4:3 * size // 4, size // 4:3 * size // 4] = True
         for dtype in ("fp32", "bf16"):
-            def fill(dtype=dtype):
+            def fill(dtype=dtype, image=image, hole=hole):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
                     return fill_images(generator, image, hole)
 
@@ -395,7 +395,6 @@ def launch(part: str, args: argparse.Namespace, jpegs: Path, scratch: Path, limi
 
 def machine_info(device: str) -> dict:
     import torch
-
     from common import git_commit, machine
 
     info = machine()

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, append_jsonl, git_commit, machine, mean_std, read_jsonl  # noqa: E402
 
@@ -60,6 +62,11 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
     "pixcon_sr_zero": ("pixcon_sr_r18_demo", [ZERO]),
     "densecl": ("densecl_r18_demo", []),
 }
+# Learning curves: the live monitor (C5 probe on 64 labelled / 64 held-out scenes at 128 px) every 25 steps, and at
+# step 0 on the untrained start; run these with --steps 300.
+CURVE = ["train.monitor_every=25", "train.monitor_images=64"]
+for _name in ("pixpro_zero", "pixcontrast_zero", "moco_zero", "pixpro", "pixcontrast", "moco"):
+    SETTINGS[f"curve_{_name}"] = (SETTINGS[_name][0], [*SETTINGS[_name][1], *CURVE])
 
 JSONL = RESULTS / "short_schedules.jsonl"
 
@@ -93,7 +100,20 @@ def measure(setting: str, seed: int, steps: int, workdir: Path) -> dict:
         backbone = build_method(cfg).backbone
         row.update(steps=0, pretrain_s=0.0)
     else:
+        curve = cfg.train.monitor_every > 0
+        if curve:  # the same monitor on the untrained start: the curve's step 0
+            from pixelssl.data.loader import build_two_view_dataset
+            from pixelssl.train.monitor import Monitor
+
+            seed_everything(seed)
+            start = build_method(cfg)
+            step0 = Monitor(cfg, build_two_view_dataset(cfg.data, seed).source, torch.device("cpu")).measure(start)
         result = pretrain(cfg)
+        if curve:
+            from pixelssl.train.logger import read_metrics
+
+            records = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if "monitor/probe_miou" in r]
+            row["curve"] = [{"step": 0, **step0}, *records]
         backbone = build_backbone(cfg.model.backbone, str(result.backbone_path))
         row.update(steps=result.steps, pretrain_s=round(result.seconds, 1), first_loss=result.first_loss,
                    final_loss=result.final_loss)
@@ -122,6 +142,39 @@ def summarise(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot_curves(rows: list[dict], out: Path) -> Path | None:
+    """Monitor probe mIoU against steps, mean over seeds with min-max bands, one line per curve setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[str, dict[int, list[float]]] = {}
+    for r in rows:
+        for record in r.get("curve", []):
+            curves.setdefault(r["setting"].removeprefix("curve_"), {}).setdefault(record["step"], []).append(
+                100 * record["monitor/probe_miou"])
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for name, by_step in sorted(curves.items()):
+        steps = sorted(by_step)
+        means = [statistics.fmean(by_step[s]) for s in steps]
+        line, = ax.plot(steps, means, marker="o", ms=3, label=f"{name} ({len(by_step[steps[-1]])} seeds)")
+        ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
+                        color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("pre-training step (batch 32)")
+    ax.set_ylabel("monitor probe mIoU (64 held-out scenes)")
+    ax.set_title("Learning curves on the demo settings (step 0 = untrained start)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def write_table() -> None:
     table = summarise(read_rows())
     (RESULTS / "short_schedules.md").write_text(table + "\n")
@@ -135,6 +188,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="pre-training steps per run (batch 32)")
     parser.add_argument("--list", action="store_true", help="print the known settings and exit")
     parser.add_argument("--table", action="store_true", help="only rewrite the markdown table from the rows")
+    parser.add_argument("--plot", type=Path, default=None, help="draw the learning curves into this PNG and exit")
     args = parser.parse_args()
     if args.list:
         for name, (preset, overrides) in SETTINGS.items():
@@ -142,6 +196,9 @@ def main() -> None:
         return
     if args.table:
         write_table()
+        return
+    if args.plot is not None:
+        print(plot_curves(read_rows(), args.plot) or "no curve rows yet")
         return
     unknown = [s for s in args.settings if s not in SETTINGS]
     if unknown:

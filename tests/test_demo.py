@@ -35,3 +35,23 @@ def test_demo_cli_rejects_unknown_method(tmp_path, capsys):
     assert main(["demo", "--quick", "--output-dir", str(tmp_path), "--methods", "pixpro,simclr"]) == 1
     assert "unknown simclr" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_demo_controls_are_the_untrained_start_of_each_initialisation_in_use():
+    import torch
+
+    from pixelssl.config import PretrainConfig, load_config
+    from pixelssl.demo import untrained_controls
+    from pixelssl.methods import build_method
+    from pixelssl.train.runtime import seed_everything
+
+    small = ["model.proj_hidden_dim=16", "model.proj_dim=8"]
+    configs = [load_config(PretrainConfig, "pixpro_r18_demo", [*small, "model.zero_init_residual=true"]),
+               load_config(PretrainConfig, "pixcontrast_r18_demo", [*small, "model.zero_init_residual=true"]),
+               load_config(PretrainConfig, "moco_r18_demo", [*small, "model.zero_init_residual=false"])]
+    controls = untrained_controls(configs)
+    assert [label for label, _ in controls] == ["random init, zero-init residual", "random init"]
+    for (_, backbone), cfg in zip(controls, (configs[0], configs[2])):
+        seed_everything(cfg.train.seed)
+        start = build_method(cfg).backbone.state_dict()
+        assert all(torch.equal(v, start[k]) for k, v in backbone.state_dict().items())

@@ -21,3 +21,9 @@ class Preempted(PixelSSLError):
 
 class RunLocked(PixelSSLError):
     """Another live process is writing the same run directory."""
+
+
+class WeightsFileError(PixelSSLError, ValueError):
+    """A weights file cannot be used: missing, empty, truncated, of another format, or holding pickled code.
+
+    Also a ``ValueError``, so code that rewraps unreadable weights as ``ValueError`` keeps working."""

@@ -23,6 +23,7 @@ from pixelssl.config import load_config, opt, register_validator, require, to_di
 from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.evaluate.metrics import jsonable
 from pixelssl.evaluate.source import resolve_backbone, run_directory
+from pixelssl.export.importers import IMPORT_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def _run(args: argparse.Namespace, kind: str, schema: type,
         own.append(f"head={args.head}")
     cfg = load_config(schema, args.config, own)
     synthetic = load_config(SyntheticEvalConfig, None, synthetic_overrides)
-    backbone, source = resolve_backbone(args.backbone, args.arch, seed=cfg.seed)
+    backbone, source = resolve_backbone(args.backbone, args.arch, seed=cfg.seed, from_format=args.from_format)
     if dense:
         train_ds, val_ds, data = segmentation_data(args.data, args.val, synthetic)
     else:
@@ -181,6 +182,9 @@ def _probe_cls(args: argparse.Namespace) -> int:
 def _common_arguments(parser: argparse.ArgumentParser, data_help: str) -> None:
     parser.add_argument("--backbone", required=True, metavar="RUN_OR_FILE",
                         help="run directory, weights file (.safetensors/.pt), 'random' or 'torchvision[:PATH]'")
+    parser.add_argument("--from", dest="from_format", choices=IMPORT_FORMATS, metavar="FORMAT",
+                        help=f"--backbone is a released checkpoint of this kind ({', '.join(IMPORT_FORMATS)}), "
+                             "converted in memory as by 'pixelssl import'")
     parser.add_argument("--data", required=True, metavar="PATH", help=data_help)
     parser.add_argument("--val", metavar="PATH", help="validation folder (default: DATA/val)")
     parser.add_argument("--arch", help="architecture for random / torchvision / weights files (default: resnet50 "

@@ -20,6 +20,7 @@ from pixelssl.config import load_config, to_dict
 from pixelssl.errors import PixelSSLError
 from pixelssl.evaluate.commands import output_dir, write_eval_json
 from pixelssl.evaluate.source import resolve_backbone, run_directory, sha256_file
+from pixelssl.export.importers import IMPORT_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _finetune_det(args: argparse.Namespace) -> int:
     if not 0 < args.train_fraction <= 1:
         raise PixelSSLError(f"--train-fraction must be in (0, 1] (got {args.train_fraction})")
     train_json, val_json, images = coco_paths(args)
-    backbone, source = resolve_backbone(args.backbone, args.arch, seed=cfg.seed)
+    backbone, source = resolve_backbone(args.backbone, args.arch, seed=cfg.seed, from_format=args.from_format)
     fpn_state, fpn_source = _fpn_state(args, cfg.fpn_init)
     out = output_dir(args, KIND)
     data: dict[str, Any] = {"train": str(train_json.resolve()), "val": str(val_json.resolve()),
@@ -127,6 +128,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "data; writes eval.json (COCO AP via pycocotools) and model.safetensors.")
     p.add_argument("--backbone", required=True, metavar="RUN_OR_FILE",
                    help="run directory, weights file (.safetensors/.pt), 'random' or 'torchvision[:PATH]'")
+    p.add_argument("--from", dest="from_format", choices=IMPORT_FORMATS, metavar="FORMAT",
+                   help=f"--backbone is a released checkpoint of this kind ({', '.join(IMPORT_FORMATS)}), converted "
+                        "in memory as by 'pixelssl import'")
     p.add_argument("--arch", help="architecture for random / torchvision / weights files (default: resnet50 for "
                                   "controls, inferred from the file otherwise)")
     p.add_argument("--data", metavar="ROOT", help="COCO folder with train.json, val.json and images/")

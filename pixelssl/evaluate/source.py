@@ -7,6 +7,8 @@
 - ``random``: our random initialisation of ``arch``,
 - ``torchvision``: torchvision's own ``resnetXX(weights=None)`` constructor (random init: nothing is downloaded),
   or ``torchvision:/path/to/weights.pth``, a locally stored torchvision checkpoint,
+- with ``from_format`` (``--from pixpro|densecl|pixcon|moco|detectron2|torchvision``), a released checkpoint, converted
+  in memory by ``pixelssl.export.importers`` (online encoder; ``pixelssl import`` writes it as safetensors),
 
 and returns the backbone with a JSON-able description (kind, arch, path, sha256 of the weights file).
 """
@@ -76,7 +78,8 @@ def _from_file(path: Path, arch: str | None, seed: int) -> tuple[Backbone, str]:
         except ValueError as exc:
             raise PixelSSLError(str(exc)) from exc
         if arch is None:
-            raise PixelSSLError(f"cannot tell the architecture of '{path}'; pass --arch (e.g. --arch resnet50)")
+            raise PixelSSLError(f"cannot tell the architecture of '{path}'; pass --arch (e.g. --arch resnet50), "
+                                "or --from FORMAT for a released checkpoint")
     backbone = _seeded_build(arch, seed)
     try:
         load_backbone_weights(backbone, path)
@@ -120,12 +123,30 @@ def _torchvision_backbone(arch: str, weights: str, seed: int) -> Backbone:
     return backbone
 
 
-def resolve_backbone(spec: str, arch: str | None = None, seed: int = 0) -> tuple[Backbone, dict[str, Any]]:
+def _imported(spec: str, arch: str | None, seed: int, from_format: str) -> tuple[Backbone, dict[str, Any]]:
+    """A released checkpoint (``--from FORMAT``) converted in memory; ``arch``, if given, must be the file's."""
+    from pixelssl.export.importers import import_checkpoint  # lazy: the importers use infer_arch from this module
+
+    path = Path(spec).expanduser()
+    imported = import_checkpoint(path, from_format)
+    if arch is not None and arch != imported.arch:
+        raise PixelSSLError(f"'{path}' holds a {imported.arch} but --arch {arch} was given")
+    backbone = _seeded_build(imported.arch, seed)
+    backbone.load_state_dict(imported.backbone)
+    return backbone, {"kind": "import", "format": from_format, "encoder": imported.encoder, "arch": imported.arch,
+                      "path": str(path.resolve()), "sha256": sha256_file(path)}
+
+
+def resolve_backbone(spec: str, arch: str | None = None, seed: int = 0,
+                     from_format: str | None = None) -> tuple[Backbone, dict[str, Any]]:
     """(backbone, description) for a run directory, a weights file, ``random`` or ``torchvision[:PATH]``.
 
     ``arch`` picks the architecture of ``random`` / ``torchvision`` (default resnet50) and of weights files
     (inferred when omitted); for a run directory it must agree with the run's config. ``seed`` fixes random inits.
+    ``from_format`` reads ``spec`` as a released checkpoint of that kind (``pixelssl.export.importers``).
     """
+    if from_format:
+        return _imported(spec, arch, seed, from_format)
     if spec == "random":
         arch = arch or DEFAULT_ARCH
         return _seeded_build(arch, seed), {"kind": "random", "arch": arch, "seed": seed}

@@ -1,7 +1,10 @@
-"""Take pre-trained weights to the tools people already use: torchvision, timm, detectron2, safetensors."""
+"""Take pre-trained weights to the tools people already use (torchvision, timm, detectron2, safetensors), and bring
+released checkpoints (PixPro, DenseCL, PixCon, MoCo, detectron2, torchvision) into ours."""
 
 from pixelssl.export.exporters import FORMATS, export
-from pixelssl.export.keymaps import detectron2_name, to_detectron2
+from pixelssl.export.importers import IMPORT_FORMATS, Imported, import_checkpoint, write_imported
+from pixelssl.export.keymaps import detectron2_name, to_detectron2, torchvision_name
 from pixelssl.export.source import ExportSource, load_source
 
-__all__ = ["FORMATS", "ExportSource", "detectron2_name", "export", "load_source", "to_detectron2"]
+__all__ = ["FORMATS", "IMPORT_FORMATS", "ExportSource", "Imported", "detectron2_name", "export", "import_checkpoint",
+           "load_source", "to_detectron2", "torchvision_name", "write_imported"]

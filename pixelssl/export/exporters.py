@@ -74,11 +74,12 @@ def output_path(source: ExportSource, to: str, out: str | Path | None) -> Path:
     return path
 
 
-def export(spec: str | Path, to: str, out: str | Path | None = None) -> list[Path]:
-    """Export the backbone of a run directory or weights file ``spec`` in format ``to``; returns the files written."""
+def export(spec: str | Path, to: str, out: str | Path | None = None, from_format: str | None = None) -> list[Path]:
+    """Export the backbone of a run directory or weights file ``spec`` in format ``to``; returns the files written.
+    ``from_format`` reads ``spec`` as a released checkpoint (``pixelssl.export.importers``)."""
     if to not in SUFFIXES:
         raise PixelSSLError(f"unknown export format '{to}'; choose from {', '.join(FORMATS)}")
-    source = load_source(spec)
+    source = load_source(spec, from_format)
     path = output_path(source, to, out)
     log.info("exporting the %s backbone of %s as %s", source.arch, source.origin, to)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,8 @@
 A run directory is read from its newest checkpoint that verifies (``train.checkpoint.load_newest_valid``; it holds
 the same weights as ``backbone.safetensors`` at the end of a run, and also those of a stopped run and the method's
 extra weight files such as pixpro_fpn's FPN), else from ``backbone.safetensors`` and any other ``*.safetensors``
-beside it. A weights file (``.safetensors`` or a ``weights_only`` torch file) gives the backbone only. Nothing is
-unpickled beyond tensors and plain containers.
+beside it. A weights file (``.safetensors`` or a ``weights_only`` torch file) gives the backbone only, and so does a
+released checkpoint read with ``from_format``. Nothing is unpickled beyond tensors and plain containers.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torch import Tensor
 
 from pixelssl.errors import PixelSSLError
 from pixelssl.evaluate.source import RESNETS, infer_arch
+from pixelssl.export.importers import import_checkpoint
 from pixelssl.methods.registry import method_class
 from pixelssl.models.backbones import read_state_dict, strip_prefixes
 from pixelssl.train.checkpoint import load_newest_valid, step_checkpoints
@@ -70,9 +71,14 @@ def _from_run(run: Path) -> ExportSource:
     return ExportSource(backbone, arch, str(weights), run / "export", arch, extra)
 
 
-def load_source(spec: str | Path) -> ExportSource:
-    """The backbone (and extra weight files) of a run directory or a weights file, for export."""
+def load_source(spec: str | Path, from_format: str | None = None) -> ExportSource:
+    """The backbone (and extra weight files) of a run directory or a weights file, for export; ``from_format``
+    reads a released checkpoint of that kind (``pixelssl.export.importers``, online encoder)."""
     path = Path(spec).expanduser()
+    if from_format:
+        imported = import_checkpoint(path, from_format)
+        return ExportSource(imported.backbone, imported.arch, f"{path} (--from {from_format}, {imported.encoder})",
+                            path.parent, f"{path.stem}_{imported.arch}")
     if path.is_dir():
         return _from_run(path)
     if not path.is_file():

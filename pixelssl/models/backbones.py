@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 from torchvision.models import resnet
+
+from pixelssl.models.safe_load import load_weights_file
 
 _RESNETS = {"resnet18": resnet.resnet18, "resnet34": resnet.resnet34, "resnet50": resnet.resnet50,
             "resnet101": resnet.resnet101}
@@ -132,19 +133,16 @@ def strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return state
 
 
+RELEASE_HINT = "a released PixPro/DenseCL/PixCon/MoCo/detectron2 checkpoint? pass --from FORMAT or run pixelssl import"
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Tensors from a .safetensors file or a torch state dict (loaded with weights_only=True: no code runs)."""
+    """Tensors from a .safetensors file or a torch state dict, loaded safely (``models.safe_load``: no code runs;
+    a file holding pickled objects is refused in one line that points to ``--from`` for released checkpoints)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file '{path}' does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"cannot read weights file '{path}': {str(exc).splitlines()[0]}") from exc
+    obj = load_weights_file(path, hint=RELEASE_HINT)
     for key in ("backbone", "state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

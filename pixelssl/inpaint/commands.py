@@ -1,4 +1,4 @@
-"""CLI subcommands ``pixelssl inpaint train | fill | eval | serve`` (thin wrappers over the inpainting API)."""
+"""CLI subcommands ``pixelssl inpaint train | fill | eval | serve | import`` (thin wrappers over the inpainting API)."""
 
 from __future__ import annotations
 
@@ -34,14 +34,29 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _fill(args: argparse.Namespace) -> int:
+    from pixelssl.inpaint.fill import fill_folder, fill_image, load_generator, resolve_strategy, save_png
+
+    given = [a for a in (args.image, args.mask, args.images, args.masks) if a]
+    folders = bool(args.images and args.masks)
+    if len(given) != 2 or not (folders or (args.image and args.mask)):
+        raise PixelSSLError("give --image and --mask (one image) or --images and --masks (folders), not both")
+    resolve_strategy(args.strategy, 1, 1, args.working_size)  # a bad --working-size before loading the weights
+    if folders:
+        if args.flow is not None:
+            raise PixelSSLError("--flow works with one --image only")
+        generator = load_generator(args.weights, args.device)
+        result = fill_folder(generator, args.images, args.masks, args.out, args.strategy, args.working_size)
+        print(result.summary())
+        return 0
+
     from pixelssl.data.datasets import read_rgb
-    from pixelssl.inpaint.fill import fill_image, load_generator, save_png
     from pixelssl.inpaint.masks import load_mask
 
     image = read_rgb(args.image)
     hole = load_mask(args.mask, tuple(image.shape[-2:]), args.image)
     generator = load_generator(args.weights, args.device)
-    filled, flow = fill_image(generator, image, hole, return_flow=args.flow is not None)
+    filled, flow = fill_image(generator, image, hole, return_flow=args.flow is not None, strategy=args.strategy,
+                              working_size=args.working_size)
     print(f"filled: {save_png(filled, args.out)}")
     if args.flow is not None:
         if flow is None:
@@ -93,6 +108,14 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from pixelssl.inpaint.release_weights import import_release, write_release_generator
+
+    imported = import_release(args.checkpoint)
+    print(imported.report(write_release_generator(imported, args.out)))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("inpaint", help="contextual-attention image inpainting (DeepFill v1)",
                                    description="Train an inpainting model, fill holes, evaluate against baselines.")
@@ -108,13 +131,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=_train)
 
-    p = commands.add_parser("fill", help="fill the hole of one image", description=(
-        "Fill the white pixels of --mask in --image. Any size works (padded to a multiple of 8, cropped back)."))
+    p = commands.add_parser("fill", help="fill the holes of one image or of a folder of images", description=(
+        "Fill the white pixels of --mask in --image, or of each image in --images with the mask of the same file "
+        "stem in --masks. Any size works; large images are filled hole by hole on crops (--strategy)."))
     p.add_argument("--weights", required=True, help="generator.safetensors of a run (or a checkpoint .pt)")
-    p.add_argument("--image", required=True, help="input image")
-    p.add_argument("--mask", required=True, help="mask image of the same size: white = hole, black = keep")
-    p.add_argument("--out", required=True, help="where to write the completed image")
-    p.add_argument("--flow", help="also write the attention flow picture here")
+    p.add_argument("--image", help="input image")
+    p.add_argument("--mask", help="mask image of the same size: white = hole, black = keep")
+    p.add_argument("--images", metavar="DIR", help="folder of input images (instead of --image)")
+    p.add_argument("--masks", metavar="DIR", help="folder of masks, matched to the images by file stem")
+    p.add_argument("--out", required=True, help="where to write the completed image (a folder with --images)")
+    p.add_argument("--flow", help="also write the attention flow picture here (one image only)")
+    p.add_argument("--strategy", default="auto", choices=("auto", "crop", "whole"),
+                   help="crop: fill each hole on a crop around it, pasted back; whole: the whole image at once; "
+                        "auto (default): crop when the longer side exceeds --working-size")
+    p.add_argument("--working-size", type=int, default=512,
+                   help="largest crop side the generator sees with --strategy crop (default %(default)s px)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.set_defaults(func=_fill)
 
@@ -136,8 +167,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", required=True, help="generator.safetensors of a run (or a checkpoint .pt)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default %(default)s; 0 = any free port)")
-    p.add_argument("--max-upload-mib", type=float, default=10.0, help="largest upload per file, MiB (default %(default)s)")
-    p.add_argument("--max-side", type=int, default=1024,
+    p.add_argument("--max-upload-mib", type=float, default=32.0, help="largest upload per file, MiB (default %(default)s)")
+    p.add_argument("--max-side", type=int, default=4096,
                    help="largest accepted image side in px (default %(default)s); the page downscales bigger images")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.set_defaults(func=_serve)
+
+    p = commands.add_parser("import", help="convert the authors' released TensorFlow weights (no TensorFlow needed)",
+                            description="Read a DeepFill v1 release checkpoint (a folder with `checkpoint` and "
+                                        "snap-*.index / .data-00000-of-00001, as published for Places2, CelebA-HQ, "
+                                        "ImageNet) and write generator.safetensors for fill / eval / serve.")
+    p.add_argument("checkpoint", metavar="DIR", help="the model folder (or a checkpoint prefix, or its .index file)")
+    p.add_argument("--out", help="folder or .safetensors file (default: DIR_pixelssl/generator.safetensors)")
+    p.set_defaults(func=_import)

@@ -40,12 +40,19 @@ class InpaintModelConfig:
     ca_fuse_k: int = opt(3, "contextual attention: identity-kernel size of the score fusion (1 = off)")
     ca_softmax_scale: float = opt(10.0, "contextual attention: softmax scale")
     ca_memory_budget: int = opt(1 << 22, "contextual attention: score-matrix elements per chunk")
+    downsample: str = opt("release", "release (TF1 nearest resize with align_corners=True, e.g. 64 -> 32 reads rows 0, 2, "
+                          "..., 30, 33, ..., 63: contextual attention and the generator's mask) | stride (every "
+                          "rate-th row and column)")
+    padding: str = opt("same", "conv padding: same (TensorFlow 'SAME', as the release: a 3x3 stride-2 conv on an even "
+                       "size pads 0 before, 1 after) | symmetric (PyTorch: 1 on both sides)")
+    init: str = opt("glorot", "initial weights of generator and critics: glorot (TensorFlow's defaults, as the release: "
+                    "Glorot-uniform weights, zero biases) | torch (PyTorch's defaults)")
     critic_cnum: int = opt(64, "critics' channel base (release: 64)")
 
 
 @dataclass
 class InpaintLossConfig:
-    gamma: float = opt(0.99, "spatial discount of the hole L1 (paper: 0.99; the release config uses 0.9)")
+    gamma: float = opt(0.9, "spatial discount of the hole L1 (release config: 0.9; the paper says 0.99)")
     l1_alpha: float = opt(1.2, "weight of the discounted hole L1")
     coarse_l1_alpha: float = opt(1.2, "weight of the coarse output inside the L1 and autoencoder terms")
     ae_alpha: float = opt(1.2, "weight of the autoencoder L1 on the known region")
@@ -62,6 +69,8 @@ class InpaintTrainConfig:
     lr: float = opt(1e-4, "Adam learning rate of generator and critics (release: 1e-4)")
     betas: list = opt([0.5, 0.9], "Adam betas (release: 0.5, 0.9)")
     critic_steps: int = opt(5, "critic updates per generator update (release: 5)")
+    critic_batches: str = opt("fresh", "fresh (release: each critic step draws a new batch, holes and a new completion) "
+                              "| reuse (every critic step reuses the generator step's batch and completion)")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
     threads: int = opt(0, "torch CPU threads (0 = leave torch's default)")
     channels_last: bool = opt(True, "channels_last memory format for the networks")
@@ -105,6 +114,9 @@ def _validate(cfg: InpaintConfig) -> None:
     require(mo.ca_fuse_k >= 1 and mo.ca_fuse_k % 2 == 1, "model.ca_fuse_k", "must be a positive odd number")
     require(mo.ca_softmax_scale > 0, "model.ca_softmax_scale", "must be > 0")
     require(mo.ca_memory_budget >= 1, "model.ca_memory_budget", "must be >= 1")
+    choice(mo.downsample, "model.downsample", ("release", "stride"))
+    choice(mo.padding, "model.padding", ("same", "symmetric"))
+    choice(mo.init, "model.init", ("glorot", "torch"))
     require(mo.critic_cnum >= 1, "model.critic_cnum", "must be >= 1")
     require(0 < lo.gamma <= 1, "loss.gamma", f"must be in (0, 1] (got {lo.gamma})")
     for key in ("l1_alpha", "coarse_l1_alpha", "ae_alpha", "gan_alpha", "global_wgan_alpha", "gp_lambda"):
@@ -116,6 +128,7 @@ def _validate(cfg: InpaintConfig) -> None:
     require(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas",
             f"must be [beta1, beta2] in [0, 1) (got {list(t.betas)})")
     require(t.critic_steps >= 0, "train.critic_steps", "must be >= 0")
+    choice(t.critic_batches, "train.critic_batches", ("fresh", "reuse"))
     require(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), "train.device",
             f"'{t.device}' is not auto, cpu, cuda or cuda:N")
     require(t.threads >= 0, "train.threads", "must be >= 0")

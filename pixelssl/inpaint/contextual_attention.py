@@ -1,9 +1,11 @@
 """Contextual attention (Yu et al., CVPR 2018, DeepFill v1): hole features rebuilt from matching background patches.
 
-Follows the authors' v1.0.0 release step by step (``../shared/METHODS.md``), batched over samples and built on
+Follows the authors' v1.0.0 release (``inpaint_ops.contextual_attention``) step by step, batched over samples and built on
 ``dense.propagation``'s similarity -> softmax -> propagate core:
 
-1. foreground f, background b and the hole mask are nearest-downsampled by ``rate``; background patches are
+1. foreground f, background b and the hole mask are nearest-downsampled by ``rate`` with TF1's
+   ``resize_nearest_neighbor(align_corners=True)`` (``resize_nearest``: 64 -> 32 reads rows 0, 2, ..., 30, 33, ..., 63;
+   ``downsample="stride"`` takes every ``rate``-th row and column instead); background patches are
    ``ksize`` x ``ksize`` at ``stride`` from the small b; raw patches are 2*rate x 2*rate at stride rate*stride
    from the full-resolution b (TensorFlow 'SAME' zero padding everywhere);
 2. a background patch is valid when the mask mean over it is 0;
@@ -48,8 +50,53 @@ from torch.utils.checkpoint import checkpoint
 
 from pixelssl.dense.propagation import masked_softmax, propagate, similarity_matrix
 
+DOWNSAMPLE_MODES = ("release", "stride")  # TF1 align_corners nearest resize | every rate-th row and column
 DEFAULT_MEMORY_BUDGET = 1 << 22  # score-matrix elements per chunk (16 MiB in fp32: cache-friendly, no huge pages)
 PATCH_NORM_EPS = 1e-4  # DeepFill v1: background patch norms are clamped below at 1e-4
+
+
+def align_corners_indices(in_size: int, out_size: int) -> np.ndarray:
+    """The input index each output index reads in TF1's nearest resize with ``align_corners=True``.
+
+    ``min(roundf(i * ((in - 1) / (out - 1))), in - 1)`` computed in float32 with halves rounded away from zero, as
+    TF1's ``resize_nearest_neighbor`` kernel does (``roundf``, not Python's round-half-to-even): 64 -> 32 reads
+    0, 2, ..., 30, 33, ..., 63, and 3 -> 5 reads 0, 1, 1, 2, 2. Upsampling n -> 2n reads ``i // 2``, i.e. the same as
+    PyTorch's nearest x2.
+    """
+    if in_size < 1 or out_size < 1:
+        raise ValueError(f"sizes must be positive (got {in_size} -> {out_size})")
+    if out_size > 1:  # DeepFill v1 release: neuralgym resize, align_corners=True
+        scale = np.float32(in_size - 1) / np.float32(out_size - 1)
+    else:
+        scale = np.float32(in_size) / np.float32(out_size)
+    x = np.arange(out_size, dtype=np.float32) * scale  # float32 product, as the kernel's ``y * height_scale``
+    whole = np.floor(x)
+    index = whole.astype(np.int64) + (x - whole >= 0.5)  # roundf: halves away from zero (x >= 0)
+    return np.minimum(index, in_size - 1)
+
+
+def resize_nearest(x: Tensor, size: tuple[int, int], dims: tuple[int, int] = (-2, -1)) -> Tensor:
+    """TF1 ``resize_nearest_neighbor(x, size, align_corners=True)`` of the two spatial ``dims`` of x (any layout).
+
+    The release resizes with it everywhere (neuralgym's ``resize``): foreground, background and mask in contextual
+    attention, the generator's mask (``resize_mask_like``) and the flow picture.
+    """
+    for dim, n in zip(dims, size):
+        if x.shape[dim] != n:
+            x = x.index_select(dim, torch.from_numpy(align_corners_indices(x.shape[dim], int(n))).to(x.device))
+    return x
+
+
+def downsample_by_rate(x: Tensor, rate: int, mode: str, dims: tuple[int, int] = (-2, -1)) -> Tensor:
+    """x downsampled by ``rate`` along ``dims`` to ``ceil(size / rate)``: the release's resize or every rate-th row."""
+    if mode == "release":  # DeepFill v1 release: inpaint_ops.contextual_attention, resize(scale=1/rate), nearest
+        return resize_nearest(x, tuple(-(-x.shape[d] // rate) for d in dims), dims)
+    if mode == "stride":
+        index = [slice(None)] * x.dim()
+        for d in dims:
+            index[d] = slice(None, None, rate)
+        return x[tuple(index)]
+    raise ValueError(f"unknown downsample mode {mode!r} ({' | '.join(DOWNSAMPLE_MODES)})")
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
@@ -251,7 +298,7 @@ class PreparedPatches:
 
 
 def prepare_patches(f: Tensor, b: Tensor, mask: Tensor | None, ksize: int, stride: int, rate: int,
-                    fuse_k: int) -> PreparedPatches:
+                    fuse_k: int, downsample: str = "release") -> PreparedPatches:
     """Check the inputs and extract the patches the release extracts (see the module docstring, steps 1-3)."""
     if f.shape != b.shape:
         raise ValueError(f"foreground {tuple(f.shape)} and background {tuple(b.shape)} must have the same shape")
@@ -264,7 +311,7 @@ def prepare_patches(f: Tensor, b: Tensor, mask: Tensor | None, ksize: int, strid
         raise ValueError(f"mask {tuple(mask.shape)} must be (B or 1, 1, {height}, {width})")
     # Channels-last views: patches become rows with contiguous channels, which makes every copy below cheap.
     f_cl, b_cl, m_cl = (x.permute(0, 2, 3, 1) for x in (f, b, mask.to(f.dtype)))
-    small_f, small_b, small_m = (x[:, ::rate, ::rate] for x in (f_cl, b_cl, m_cl))  # nearest, as the release
+    small_f, small_b, small_m = (downsample_by_rate(x, rate, downsample, dims=(1, 2)) for x in (f_cl, b_cl, m_cl))
     grid = AttentionGrid(small_f.shape[1], small_f.shape[2], same_padding(small_b.shape[1], ksize, stride)[0],
                          same_padding(small_b.shape[2], ksize, stride)[0])
     if fuse_k // 2 > min(grid.bh, grid.bw):
@@ -277,9 +324,10 @@ def prepare_patches(f: Tensor, b: Tensor, mask: Tensor | None, ksize: int, strid
 
 
 def attention_weights(f: Tensor, b: Tensor, mask: Tensor | None = None, ksize: int = 3, stride: int = 1,
-                      rate: int = 2, fuse_k: int = 3, softmax_scale: float = 10.0) -> Tensor:
+                      rate: int = 2, fuse_k: int = 3, softmax_scale: float = 10.0,
+                      downsample: str = "release") -> Tensor:
     """The full attention matrix (B, queries, keys), both in row-major order, for inspection of small inputs."""
-    p = prepare_patches(f, b, mask, ksize, stride, rate, fuse_k)
+    p = prepare_patches(f, b, mask, ksize, stride, rate, fuse_k, downsample)
     scores = fused_scores(p.queries, p.keys, np.arange(p.grid.queries), p.grid, fuse_k)
     return masked_softmax(scores, p.valid.unsqueeze(1), softmax_scale)
 
@@ -287,14 +335,16 @@ def attention_weights(f: Tensor, b: Tensor, mask: Tensor | None = None, ksize: i
 def contextual_attention(
     f: Tensor, b: Tensor, mask: Tensor | None = None, ksize: int = 3, stride: int = 1, rate: int = 2,
     fuse_k: int = 3, softmax_scale: float = 10.0, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    downsample: str = "release",
 ) -> tuple[Tensor, Tensor]:
     """DeepFill v1 contextual attention on (B, C, H, W) maps; mask (B or 1, 1, H, W), 1 = hole (None = no hole).
 
     Returns the reconstructed foreground (B, C, H, W), channels-last in memory, and the attention offsets
     (B, 2, ceil(H/rate), ceil(W/rate)): (row, column) of each location's argmax background patch minus its own
-    position, in downsampled cells. ``fuse_k`` = 1 turns the fusion off.
+    position, in downsampled cells. ``fuse_k`` = 1 turns the fusion off; ``downsample`` is "release" (TF1's
+    align-corners nearest resize) or "stride" (every ``rate``-th row and column).
     """
-    p = prepare_patches(f, b, mask, ksize, stride, rate, fuse_k)
+    p = prepare_patches(f, b, mask, ksize, stride, rate, fuse_k, downsample)
     grid, queries, keys, valid = p.grid, p.queries, p.keys, p.valid
     batch, channels, height, width = f.shape
     blocks, hb, wb = extract_raw_blocks(p.background, rate, stride)  # (B, Hb*Wb, r*r*C)
@@ -370,21 +420,24 @@ class ContextualAttention(nn.Module):
     """
 
     def __init__(self, ksize: int = 3, stride: int = 1, rate: int = 2, fuse_k: int = 3, softmax_scale: float = 10.0,
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET) -> None:
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, downsample: str = "release") -> None:
         super().__init__()
+        if downsample not in DOWNSAMPLE_MODES:
+            raise ValueError(f"unknown downsample mode {downsample!r} ({' | '.join(DOWNSAMPLE_MODES)})")
         self.ksize, self.stride, self.rate = ksize, stride, rate
         self.fuse_k, self.softmax_scale, self.memory_budget = fuse_k, softmax_scale, memory_budget
+        self.downsample = downsample
 
     def forward(self, f: Tensor, b: Tensor, mask: Tensor | None = None,
                 return_flow: bool = True) -> tuple[Tensor, Tensor | None]:
         out, offsets = contextual_attention(f, b, mask, self.ksize, self.stride, self.rate, self.fuse_k,
-                                            self.softmax_scale, self.memory_budget)
+                                            self.softmax_scale, self.memory_budget, self.downsample)
         if not return_flow:
             return out, None
-        with torch.no_grad():  # DeepFill v1: the flow picture is upsampled bilinearly by rate
-            flow = F.interpolate(flow_to_image(offsets), size=f.shape[-2:], mode="bilinear", align_corners=False)
+        with torch.no_grad():  # DeepFill v1 release: inpaint_ops.contextual_attention, resize(flow, scale=rate), nearest
+            flow = resize_nearest(flow_to_image(offsets), f.shape[-2:])
         return out, flow
 
     def extra_repr(self) -> str:
         return (f"ksize={self.ksize}, stride={self.stride}, rate={self.rate}, fuse_k={self.fuse_k}, "
-                f"softmax_scale={self.softmax_scale}, memory_budget={self.memory_budget}")
+                f"softmax_scale={self.softmax_scale}, memory_budget={self.memory_budget}, downsample={self.downsample}")

@@ -44,7 +44,7 @@ from torch import Tensor
 from pixelssl.data.datasets import UnreadableImage, read_rgb
 from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.inpaint.contextual_attention import flow_to_image
-from pixelssl.inpaint.fill import fill_image
+from pixelssl.inpaint.fill import PNG_COMPRESS_LEVEL, fill_image
 from pixelssl.inpaint.masks import load_mask
 from pixelssl.inpaint.networks import InpaintGenerator, parameter_count
 
@@ -59,8 +59,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 class ServeLimits:
     """What one fill request may send. Larger images are refused by the server; the page downscales them first."""
 
-    max_upload_mib: float = 10.0  # per uploaded file (image, mask)
-    max_side: int = 1024  # longest image side in pixels; fill time grows ~quadratically with the pixel count
+    max_upload_mib: float = 32.0  # per uploaded file (image, mask): room for a 4096 px photo as JPEG or typical PNG
+    max_side: int = 4096  # longest image side in pixels; large images are filled hole by hole on crops (fill.py)
 
     def __post_init__(self) -> None:
         if not self.max_upload_mib > 0:
@@ -101,7 +101,8 @@ class FillResult:
 def png_bytes(image: Tensor) -> bytes:
     """A uint8 (3, H, W) tensor encoded as PNG."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy())).save(buffer, format="PNG")
+    Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy())).save(buffer, format="PNG",
+                                                                            compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 

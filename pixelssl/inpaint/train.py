@@ -1,12 +1,14 @@
 """Training the DeepFill v1 inpainting model on any image folder: one readable loop with exact resume.
 
-prepare the run (config, data, networks, Adam for generator and critics, maybe a checkpoint) -> each step: a batch
-of random crops, seeded boxes and holes, generator forward, ``critic_steps`` critic updates (WGAN-GP masked by the
-hole), one generator update -> log / images / held-out hole L1 / checkpoint -> export ``generator.safetensors``.
+prepare the run (config, data, networks, Adam for generator and critics, maybe a checkpoint) -> each step:
+``critic_steps`` critic updates (WGAN-GP masked by the hole), each on a fresh batch of random crops with its own
+seeded boxes and holes and a new completion by the generator (no gradients), as the release's secondary trainer
+runs the whole graph per critic step; then one generator update on a batch of its own -> log / images / held-out
+hole L1 / checkpoint -> export ``generator.safetensors``. ``train.critic_batches=reuse`` instead gives every critic
+step the generator step's batch and completion (one batch per step).
 
 Every random draw (data order, crops, masks, penalty interpolation) comes from generators seeded by
-(seed, step) or (seed, epoch, index), so a resumed run repeats the uninterrupted one bit for bit on CPU.
-Deviation: the release feeds each critic step a fresh batch; here the critic steps reuse the step's batch.
+(seed, draw) or (seed, epoch, index), so a resumed run repeats the uninterrupted one bit for bit on CPU.
 """
 
 from __future__ import annotations
@@ -113,12 +115,25 @@ def held_out_images(cfg: InpaintConfig) -> Tensor | None:
 
 
 # ---------------------------------------------------------------------------------------------------- models
+# Weights saved before model.downsample / model.padding existed were trained with these behaviours.
+LEGACY_MODEL_KEYS = {"downsample": "stride", "padding": "symmetric"}
+
+
 def build_generator(model_cfg: Any) -> InpaintGenerator:
-    """The generator described by a ``model`` config section (or the dict saved with the weights)."""
-    get = model_cfg.get if isinstance(model_cfg, dict) else lambda k, default=None: getattr(model_cfg, k)
+    """The generator described by a ``model`` config section (or the dict saved with the weights).
+
+    A saved dict without ``downsample`` / ``padding`` comes from weights trained before those keys existed, with the
+    PyTorch-style behaviour: it gets that behaviour back (``LEGACY_MODEL_KEYS``). Loaded weights replace the
+    initialisation, so the dict's ``init`` is not needed.
+    """
+    if isinstance(model_cfg, dict):
+        get = lambda k: model_cfg.get(k, LEGACY_MODEL_KEYS.get(k, "glorot" if k == "init" else None))  # noqa: E731
+    else:
+        get = lambda k: getattr(model_cfg, k)  # noqa: E731
     return InpaintGenerator(cnum=int(get("cnum")), use_contextual_attention=bool(get("contextual_attention")),
                             ksize=int(get("ca_ksize")), rate=int(get("ca_rate")), fuse_k=int(get("ca_fuse_k")),
-                            softmax_scale=float(get("ca_softmax_scale")), memory_budget=int(get("ca_memory_budget")))
+                            softmax_scale=float(get("ca_softmax_scale")), memory_budget=int(get("ca_memory_budget")),
+                            downsample=str(get("downsample")), padding=str(get("padding")), init=str(get("init")))
 
 
 def save_generator(generator: InpaintGenerator, model_cfg: Any, path: Path) -> None:
@@ -194,7 +209,8 @@ def train_inpainting(cfg: InpaintConfig | None = None, resume: str | Path | None
                         f"(train.batch_size={t.batch_size})")
     generator = build_generator(cfg.model).to(device, memory_format=memory_format)
     use_critics = cfg.loss.gan_alpha > 0
-    critics = InpaintCritics(size, m.box_size, cfg.model.critic_cnum).to(device, memory_format=memory_format)
+    critics = InpaintCritics(size, m.box_size, cfg.model.critic_cnum, cfg.model.padding,
+                             cfg.model.init).to(device, memory_format=memory_format)
     loss_fn = InpaintLoss(m.box_size, cfg.loss.gamma, cfg.loss.l1_alpha, cfg.loss.coarse_l1_alpha, cfg.loss.ae_alpha,
                           cfg.loss.gan_alpha, cfg.loss.global_wgan_alpha, cfg.loss.gp_lambda).to(device)
     g_opt = torch.optim.Adam(generator.parameters(), lr=t.lr, betas=tuple(t.betas))
@@ -219,9 +235,12 @@ def train_inpainting(cfg: InpaintConfig | None = None, resume: str | Path | None
     if val_images is not None and start_step == 0:
         history.append((0, evaluate()))
 
+    # DeepFill v1 release: the critics' secondary trainer runs the graph (new batch, holes, completion) per step.
+    fresh = use_critics and t.critic_batches == "fresh" and t.critic_steps > 0
+    per_step = 1 + t.critic_steps if fresh else 1  # batches drawn per generator step: critics' first, then its own
     dataset = RandomCrops(source, size, t.seed)
-    loader = DataLoader(dataset, batch_sampler=StepBatchSampler(len(dataset), t.batch_size, t.seed, start_step,
-                                                                t.max_steps),
+    loader = DataLoader(dataset, batch_sampler=StepBatchSampler(len(dataset), t.batch_size, t.seed,
+                                                                start_step * per_step, t.max_steps * per_step),
                         num_workers=cfg.data.num_workers, collate_fn=_collate,
                         generator=torch.Generator().manual_seed(t.seed))
     log.info("run %s: DeepFill v1%s, generator %.2fM parameters, %d steps, batch %d at %dpx, %d critic steps, on %s",
@@ -249,29 +268,49 @@ def train_inpainting(cfg: InpaintConfig | None = None, resume: str | Path | None
     started = window_start = time.perf_counter()
     window_steps, done = 0, start_step
     record: dict[str, float] = {}
+    batches = iter(loader)
+
+    def draw(index: int) -> tuple[Tensor, Tensor, Tensor, torch.Generator]:
+        """Batch number ``index`` of the run: images in [-1, 1], boxes, holes, and the RNG its critic step goes on with."""
+        batch = next(batches)
+        for path in batch["skipped"]:
+            if path not in skipped:
+                skipped.add(path)
+                log.warning("skipped unreadable image %s", path)
+        rng = torch.Generator().manual_seed(sample_seed(t.seed, index, 0, MASK_STREAM))
+        real = to_signed(batch["image"]).to(device).contiguous(memory_format=memory_format)
+        boxes, mask = sample_training_masks(real.shape[0], size, size, m.kind, m.box_size, m.max_delta, rng,
+                                            m.margin)
+        return real, boxes.to(device), mask.to(device), rng
+
+    def critic_update(real: Tensor, completed: Tensor, mask: Tensor, boxes: Tensor,
+                      rng: torch.Generator) -> dict[str, Tensor]:
+        terms = loss_fn.critic(real, completed, mask, boxes, critics, rng)
+        d_opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        d_opt.step()
+        return terms
+
     try:
-        for step, batch in enumerate(loader, start=start_step):
-            for path in batch["skipped"]:
-                if path not in skipped:
-                    skipped.add(path)
-                    log.warning("skipped unreadable image %s", path)
-            rng = torch.Generator().manual_seed(sample_seed(t.seed, step, 0, MASK_STREAM))
-            real = to_signed(batch["image"]).to(device).contiguous(memory_format=memory_format)
-            boxes, mask = sample_training_masks(real.shape[0], size, size, m.kind, m.box_size, m.max_delta, rng,
-                                                m.margin)
-            boxes, mask = boxes.to(device), mask.to(device)
+        for step in range(start_step, t.max_steps):
+            d_terms: dict[str, Tensor] = {}
+            if fresh:  # DeepFill v1: critic updates first, each on a new batch and completion, then the generator
+                critics.requires_grad_(True)
+                for k in range(t.critic_steps):
+                    c_real, c_boxes, c_mask, c_rng = draw(step * per_step + k)
+                    with torch.no_grad():
+                        c_refined = generator(c_real, c_mask).refined
+                    d_terms = critic_update(c_real, c_refined * c_mask + c_real * (1 - c_mask), c_mask, c_boxes, c_rng)
+                critics.requires_grad_(False)
+            real, boxes, mask, rng = draw(step * per_step + per_step - 1)
             want_images = images_writer is not None and (step + 1) % t.image_every == 0
             out = generator(real, mask, return_flow=want_images)
             completed = out.refined * mask + real * (1 - mask)
 
-            d_terms: dict[str, Tensor] = {}
-            if use_critics:  # DeepFill v1: critic updates first, then the generator
+            if use_critics and not fresh:  # reuse: every critic step sees this step's batch and completion
                 critics.requires_grad_(True)
                 for _ in range(t.critic_steps):
-                    d_terms = loss_fn.critic(real, completed, mask, boxes, critics, rng)
-                    d_opt.zero_grad(set_to_none=True)
-                    d_terms["total"].backward()
-                    d_opt.step()
+                    d_terms = critic_update(real, completed, mask, boxes, rng)
                 critics.requires_grad_(False)
             g_terms = loss_fn.generator(real, out.coarse, out.refined, mask, boxes, critics if use_critics else None)
             if not torch.isfinite(g_terms["total"]):

@@ -1,13 +1,17 @@
 """A naive per-sample contextual attention, written the way the DeepFill v1 release does it.
 
-One sample at a time: patches by unfold, scores by ``conv2d`` with the normalised patches as kernels, fusion by
-``conv2d`` with an identity kernel over the (queries, keys) score image (twice, the second time with both grids
-transposed), masked softmax, and reconstruction by ``conv_transpose2d`` with the raw patches as kernels.
+One sample at a time: downsampling by TF1's align-corners nearest resize written as a per-index formula (or every
+``rate``-th row with ``downsample="stride"``), patches by unfold, scores by ``conv2d`` with the normalised patches as
+kernels, fusion by ``conv2d`` with an identity kernel over the (queries, keys) score image (twice, the second time
+with both grids transposed), masked softmax, and reconstruction by ``conv_transpose2d`` with the raw patches as
+kernels.
 The tests check ``pixelssl.inpaint.contextual_attention`` against it; ``benchmarks/inpaint_speed.py`` times it
 as the baseline.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +33,21 @@ def _patches_as_kernels(x: Tensor, kernel: int, stride: int) -> Tensor:
     return cols[0].t().reshape(-1, x.shape[1], kernel, kernel)
 
 
+def _downsample(x: Tensor, rate: int, downsample: str) -> Tensor:
+    """(1, C, H, W) -> (1, C, ceil(H / rate), ceil(W / rate)); release: row i reads round(i * (H - 1) / (h - 1))."""
+    if downsample == "stride":
+        return x[..., ::rate, ::rate]
+
+    def rows(n: int, out: int) -> list[int]:  # halves rounded up, as TF1's roundf for these non-negative values
+        return [0] * out if out == 1 else [min(math.floor(i * (n - 1) / (out - 1) + 0.5), n - 1) for i in range(out)]
+
+    height, width = x.shape[-2:]
+    return x[..., rows(height, -(-height // rate)), :][..., rows(width, -(-width // rate))]
+
+
 def naive_contextual_attention(f: Tensor, b: Tensor, mask: Tensor, ksize: int = 3, stride: int = 1, rate: int = 2,
-                               fuse_k: int = 3, softmax_scale: float = 10.0) -> tuple[Tensor, Tensor]:
+                               fuse_k: int = 3, softmax_scale: float = 10.0,
+                               downsample: str = "release") -> tuple[Tensor, Tensor]:
     """Per-sample loop; returns (output (B, C, H, W), offsets (B, 2, fh, fw))."""
     outputs, offsets = [], []
     height, width = f.shape[-2:]
@@ -39,7 +56,7 @@ def naive_contextual_attention(f: Tensor, b: Tensor, mask: Tensor, ksize: int = 
         fi, bi = f[n:n + 1], b[n:n + 1]
         mi = mask[n:n + 1] if mask.shape[0] > 1 else mask
         raw = _patches_as_kernels(bi, 2 * rate, rate * stride)  # (L, C, 2r, 2r)
-        fs, bs, ms = fi[..., ::rate, ::rate], bi[..., ::rate, ::rate], mi[..., ::rate, ::rate].to(f.dtype)
+        fs, bs, ms = (_downsample(x, rate, downsample) for x in (fi, bi, mi.to(f.dtype)))
         fh, fw = fs.shape[-2:]
         w = _patches_as_kernels(bs, ksize, stride)  # (L, C, k, k)
         bh, bw = _same(bs.shape[-2], ksize, stride)[0], _same(bs.shape[-1], ksize, stride)[0]

@@ -12,11 +12,14 @@ from pixelssl.dense.propagation import similarity_matrix
 from pixelssl.inpaint.contextual_attention import (
     AttentionGrid,
     ContextualAttention,
+    align_corners_indices,
     attention_weights,
     color_wheel,
     contextual_attention,
+    downsample_by_rate,
     flow_to_image,
     fused_scores,
+    resize_nearest,
 )
 
 
@@ -55,10 +58,39 @@ def test_identical_region_is_copied_into_the_hole_with_fusion_on():
         assert weights[0, i * 16 + j, (i - 7) * 16 + (j - 7)] > 0.99
 
 
+# ------------------------------------------------------------------------ the release's nearest resize
+def test_release_resize_reads_tf1_align_corners_rows():
+    # TF1 resize_nearest_neighbor(align_corners=True): output i reads input roundf(i * (in - 1) / (out - 1)).
+    assert align_corners_indices(64, 32).tolist() == [*range(0, 31, 2), *range(33, 64, 2)]  # 0, 2, ..., 30, 33, ..., 63
+    assert align_corners_indices(32, 16).tolist() == [*range(0, 15, 2), *range(17, 32, 2)]  # 0, ..., 14, 17, ..., 31
+    assert align_corners_indices(16, 4).tolist() == [0, 5, 10, 15]
+    assert align_corners_indices(3, 5).tolist() == [0, 1, 1, 2, 2]  # 0.5 and 1.5 round away from zero (roundf)
+    assert align_corners_indices(7, 1).tolist() == [0]
+    assert align_corners_indices(9, 9).tolist() == list(range(9))
+
+
+def test_release_resize_upsampling_by_two_reads_every_row_twice():
+    for n in (1, 2, 7, 32, 64, 255, 1024):  # why nn.Upsample(scale_factor=2) is the release's gen_deconv resize
+        assert np.array_equal(align_corners_indices(n, 2 * n), np.arange(2 * n) // 2), n
+
+
+def test_downsample_modes_pick_the_release_rows_or_every_rate_th_row():
+    x = torch.arange(64 * 32, dtype=torch.float32).view(1, 1, 64, 32)
+    release = downsample_by_rate(x, 2, "release")
+    assert release.shape == (1, 1, 32, 16)
+    assert torch.equal(release, x[:, :, align_corners_indices(64, 32)][..., align_corners_indices(32, 16)])
+    assert release[0, 0, 16, 8].item() == 33 * 32 + 17
+    assert torch.equal(downsample_by_rate(x, 2, "stride"), x[..., ::2, ::2])
+    channels_last = x.permute(0, 2, 3, 1)  # the layer downsamples (B, H, W, C) views along dims 1 and 2
+    assert torch.equal(downsample_by_rate(channels_last, 2, "release", dims=(1, 2)), release.permute(0, 2, 3, 1))
+    with pytest.raises(ValueError, match="unknown downsample mode"):
+        downsample_by_rate(x, 2, "bilinear")
+
+
 def test_hole_patches_never_receive_attention():
     f, mask = random_case()
     weights = attention_weights(f, f, mask)
-    small = mask[:, 0, ::2, ::2]  # (B, 8, 8)
+    small = resize_nearest(mask, (8, 8))[:, 0]  # (B, 8, 8): the release's downsampled mask
     touches_hole = F.max_pool2d(small.unsqueeze(1), 3, 1, 1).flatten(1) > 0  # any hole pixel in the 3x3 patch
     assert torch.all(weights.masked_select(touches_hole.unsqueeze(1).expand_as(weights)) == 0)
     assert torch.allclose(weights.sum(-1), torch.ones(2, 64, dtype=torch.float64))
@@ -104,15 +136,17 @@ def test_fusion_equals_an_explicit_neighbour_sum(fh, fw, bh, bw):
     assert torch.allclose(fused_scores(queries, keys, rows, grid, 3)[0], expected[fw:2 * fw])
 
 
-@pytest.mark.parametrize("shape,stride,fuse_k,rate", [
-    ((2, 4, 16, 16), 1, 3, 2), ((3, 5, 13, 11), 1, 3, 2), ((2, 3, 10, 14), 2, 3, 2), ((2, 4, 12, 12), 1, 1, 2),
-    ((1, 3, 18, 10), 1, 5, 2), ((2, 3, 9, 7), 1, 3, 1),
+@pytest.mark.parametrize("shape,stride,fuse_k,rate,downsample", [
+    ((2, 4, 16, 16), 1, 3, 2, "release"), ((3, 5, 13, 11), 1, 3, 2, "release"), ((2, 3, 10, 14), 2, 3, 2, "release"),
+    ((2, 4, 12, 12), 1, 1, 2, "release"), ((1, 3, 18, 10), 1, 5, 2, "release"), ((2, 3, 9, 7), 1, 3, 1, "release"),
+    ((2, 4, 16, 16), 1, 3, 2, "stride"), ((2, 3, 10, 14), 2, 3, 2, "stride"), ((1, 3, 18, 10), 1, 5, 2, "stride"),
 ])
-def test_batched_layer_equals_naive_per_sample_reference(shape, stride, fuse_k, rate):
+def test_batched_layer_equals_naive_per_sample_reference(shape, stride, fuse_k, rate, downsample):
     f, mask = random_case(*shape)
     b = torch.randn(shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    out, offsets = contextual_attention(f, b, mask, stride=stride, fuse_k=fuse_k, rate=rate)
-    ref, ref_offsets = naive_contextual_attention(f, b, mask, stride=stride, fuse_k=fuse_k, rate=rate)
+    out, offsets = contextual_attention(f, b, mask, stride=stride, fuse_k=fuse_k, rate=rate, downsample=downsample)
+    ref, ref_offsets = naive_contextual_attention(f, b, mask, stride=stride, fuse_k=fuse_k, rate=rate,
+                                                  downsample=downsample)
     assert out.shape == f.shape
     assert torch.allclose(out, ref, atol=1e-12)
     assert torch.equal(offsets, ref_offsets)
@@ -124,6 +158,13 @@ def test_odd_sizes_keep_the_input_shape(height, width):
     out, offsets = contextual_attention(f, f, torch.zeros(1, 1, height, width))
     assert out.shape == f.shape
     assert offsets.shape == (2, 2, -(-height // 2), -(-width // 2))
+
+
+def test_release_and_stride_downsampling_give_different_results():
+    f, mask = random_case(1, 4, 16, 16)  # even sizes: 16 -> 8 reads rows 0, 2, ..., 6, 9, ..., 15 vs 0, 2, ..., 14
+    release, _ = contextual_attention(f, f, mask)
+    stride, _ = contextual_attention(f, f, mask, downsample="stride")
+    assert not torch.allclose(release, stride)
 
 
 def test_chunked_equals_unchunked_with_gradients():
@@ -160,3 +201,15 @@ def test_flow_picture_is_white_for_zero_offsets_and_coloured_by_direction():
     layer = ContextualAttention()
     out, flow = layer(torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8), torch.zeros(1, 1, 8, 8))
     assert flow.shape == (1, 3, 8, 8) and flow.min() >= 0 and flow.max() <= 1
+
+
+def test_flow_picture_is_the_offsets_picture_upsampled_nearest_as_released():
+    f, mask = random_case(1, 4, 16, 16)
+    layer = ContextualAttention(rate=2)
+    _, offsets = contextual_attention(f, f, mask)
+    _, flow = layer(f, f, mask)
+    small = flow_to_image(offsets)  # (1, 3, 8, 8)
+    # release: resize(flow, scale=rate, func=tf.image.resize_nearest_neighbor): x2 reads cell (i // 2, j // 2)
+    assert torch.equal(flow, small.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
+    colours = {tuple(c) for c in small[0].flatten(1).t().tolist()}
+    assert {tuple(c) for c in flow[0].flatten(1).t().tolist()} <= colours  # no blended (bilinear) colours

@@ -242,6 +242,15 @@ def test_images_over_the_side_limit_get_a_413(generator):
     assert "image 'in.png' is 56x40 px; the server accepts at most 48 px per side" in error
 
 
+def test_default_limits_accept_4096_px_per_side(generator):
+    assert ServeLimits().max_side == 4096
+    client = _client(generator)  # the defaults
+    picture, hole = _picture(16, 4096), _hole(16, 4096, box=(4, 12, 2000, 2040))
+    response = client.post("/api/fill", files=_files(_png(picture), _mask_png(hole)))
+    assert response.status_code == 200, response.text
+    _assert_filled(_decode(response.json()["result"]), picture, hole)
+
+
 def test_info_reports_the_model_and_the_limits(generator):
     info = _client(generator, max_upload_mib=3, max_side=512).get("/api/info").json()
     assert info["limits"] == {"max_upload_mib": 3, "max_side": 512, "max_upload_bytes": 3 * 1024 * 1024}

@@ -39,7 +39,7 @@ ZERO = "model.zero_init_residual=true"
 
 # name -> (label, demo preset, overrides). Controls are the untrained starting networks of seed s.
 METHODS: dict[str, tuple[str, str, list[str]]] = {
-    "control": ("random init", "pixpro_r18_demo", []),
+    "control": ("random init", "pixpro_r18_demo", ["model.zero_init_residual=false"]),
     "control_zero": ("random init, zero-init residual", "pixpro_r18_demo", [ZERO]),
     "moco": ("MoCo-v2", "moco_r18_demo", []),
     "pixcontrast": ("PixContrast", "pixcontrast_r18_demo", []),

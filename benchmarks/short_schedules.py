@@ -27,22 +27,23 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, append_jsonl, git_commit, machine, mean_std, read_jsonl  # noqa: E402
+from common import RESULTS, append_jsonl, git_commit, machine, mean_std, paired_difference, read_jsonl  # noqa: E402
 
 STUDY_VERSION = 1  # bump when the probe or the pre-training code changes what a row measures
 ZERO = "model.zero_init_residual=true"
+DEFAULT_INIT = "model.zero_init_residual=false"  # explicit, so a preset's default can change without moving a row
 
 # name -> (demo preset, overrides); "control*" rows are untrained networks with the preset's initialisation.
 SETTINGS: dict[str, tuple[str, list[str]]] = {
-    "control": ("pixpro_r18_demo", []),
+    "control": ("pixpro_r18_demo", [DEFAULT_INIT]),
     "control_zero": ("pixpro_r18_demo", [ZERO]),
-    "pixpro": ("pixpro_r18_demo", []),
+    "pixpro": ("pixpro_r18_demo", [DEFAULT_INIT]),
     "pixpro_zero": ("pixpro_r18_demo", [ZERO]),
-    "pixcontrast": ("pixcontrast_r18_demo", []),
+    "pixcontrast": ("pixcontrast_r18_demo", [DEFAULT_INIT]),
     "pixcontrast_zero": ("pixcontrast_r18_demo", [ZERO]),
-    "moco": ("moco_r18_demo", []),
+    "moco": ("moco_r18_demo", [DEFAULT_INIT]),
     "moco_zero": ("moco_r18_demo", [ZERO]),
-    "moco_release": ("moco_r18_demo", ["method.symmetric=false"]),
+    "moco_release": ("moco_r18_demo", [DEFAULT_INIT, "method.symmetric=false"]),
     # PixPro sweeps around the demo recipe (zero-init: the release's initialisation)
     "pixpro_zero_ppm1": ("pixpro_r18_demo", [ZERO, "method.ppm_transform_layers=1"]),
     "pixpro_zero_lr4": ("pixpro_r18_demo", [ZERO, "train.base_lr=4.0"]),
@@ -58,9 +59,9 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
     "pixpro_zero_proj2048": ("pixpro_r18_demo", [ZERO, "model.proj_hidden_dim=2048", "model.proj_dim=256"]),
     "pixcontrast_zero_lr8": ("pixcontrast_r18_demo", [ZERO, "train.base_lr=8.0"]),
     "moco_zero_lr8": ("moco_r18_demo", [ZERO, "train.base_lr=8.0"]),
-    "pixcon_sr": ("pixcon_sr_r18_demo", []),
+    "pixcon_sr": ("pixcon_sr_r18_demo", [DEFAULT_INIT]),
     "pixcon_sr_zero": ("pixcon_sr_r18_demo", [ZERO]),
-    "densecl": ("densecl_r18_demo", []),
+    "densecl": ("densecl_r18_demo", [DEFAULT_INIT]),
 }
 # Learning curves: the live monitor (C5 probe on 64 labelled / 64 held-out scenes at 128 px) every 25 steps, and at
 # step 0 on the untrained start; run these with --steps 300.
@@ -72,13 +73,21 @@ JSONL = RESULTS / "short_schedules.jsonl"
 
 
 def row_key(setting: str, seed: int, steps: int) -> str:
-    preset, overrides = SETTINGS[setting]
-    text = json.dumps([STUDY_VERSION, setting, preset, overrides, seed, 0 if setting.startswith("control") else steps])
+    """A row's identity: study version, setting name, seed and steps (a setting's definition never changes under
+    its name; the preset and overrides measured are stored in the row)."""
+    text = json.dumps([STUDY_VERSION, setting, seed, 0 if setting.startswith("control") else steps])
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def read_rows() -> list[dict]:
-    return read_jsonl(JSONL)
+    """Measured rows, one per (setting, seed, steps): a row measured twice (two runs at once) counts once."""
+    rows, seen = [], set()
+    for row in read_jsonl(JSONL):
+        key = (row["setting"], row["seed"], row["steps"], row.get("version"))
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    return rows
 
 
 def measure(setting: str, seed: int, steps: int, workdir: Path) -> dict:
@@ -128,16 +137,24 @@ def summarise(rows: list[dict]) -> str:
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["setting"], r["steps"]), []).append(r)
+    by_seed = {key: {r["seed"]: 100 * r["miou"] for r in group} for key, group in groups.items()}
+    controls = [key for key in by_seed if key[0] in ("control", "control_zero")]
+    best = max(controls, key=lambda k: mean_std(list(by_seed[k].values()))[0]) if controls else None
     lines = ["Demo probe mIoU (synthetic scenes, ResNet-18, C5 linear probe on 150 held-out scenes), mean +- std over "
-             "seeds; controls are the untrained starting networks of the same seeds.", "",
-             "| setting | overrides | steps | seeds | probe mIoU | min - max | pre-train s / run | measured |",
-             "|---|---|---|---|---|---|---|---|"]
+             "seeds; controls are the untrained starting networks of the same seeds; the last column is the paired "
+             f"difference (by seed) from the best control ({best[0] if best else '-'}) with its 95% t-interval. "
+             "Wall seconds were measured on a shared 2-core machine while other jobs ran: not a speed figure.", "",
+             "| setting | overrides | steps | seeds | probe mIoU | min - max | vs best control | wall s / run | measured |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for (setting, steps), group in sorted(groups.items(), key=lambda kv: (not kv[0][0].startswith("control"), kv[0])):
         values = [100 * r["miou"] for r in group]
         mean, std = mean_std(values)
-        overrides = " ".join(group[0]["overrides"]) or "-"
+        overrides = " ".join(SETTINGS[setting][1] if setting in SETTINGS else group[0]["overrides"]) or "-"
+        diff = paired_difference(by_seed[(setting, steps)], by_seed[best]) if best and not setting.startswith(
+            "control") else None
+        versus = f"{diff['mean']:+.1f} [{diff['low']:+.1f}, {diff['high']:+.1f}]" if diff else "-"
         lines.append(f"| {setting} | {overrides} | {steps} | {len(values)} | {mean:.1f} +- "
-                     f"{std:.1f} | {min(values):.1f} - {max(values):.1f} | "
+                     f"{std:.1f} | {min(values):.1f} - {max(values):.1f} | {versus} | "
                      f"{statistics.mean(r['pretrain_s'] for r in group):.0f} | {group[-1]['date']} |")
     return "\n".join(lines)
 
@@ -203,7 +220,8 @@ def main() -> None:
     unknown = [s for s in args.settings if s not in SETTINGS]
     if unknown:
         raise SystemExit(f"unknown setting(s) {unknown}; see --list")
-    done = {r.get("key") for r in read_rows()}
+    done = {row_key(r["setting"], r["seed"], r["steps"]) for r in read_rows()
+            if r.get("version") == STUDY_VERSION and r["setting"] in SETTINGS}
     workdir = Path(tempfile.mkdtemp(prefix="short_schedules_"))
     info = machine()
     try:

@@ -2,6 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+RUNTIME := $(VENV)/.pixelssl-runtime
 STAMP  := $(VENV)/.pixelssl-installed
 PYTEST_ARGS ?=
 
@@ -9,17 +10,22 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# What the package needs to run (the demo); the test and docs tools come on top of it.
+$(RUNTIME): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e .
+	@touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(VENV)/bin/pixelssl demo
 
-demo-inpaint: $(STAMP)
+demo-inpaint: $(RUNTIME)
 	$(VENV)/bin/pixelssl inpaint train --config inpaint_demo
 
 test: $(STAMP) docs

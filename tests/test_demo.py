@@ -11,14 +11,14 @@ from pixelssl.demo import ALL_METHODS, run_demo
 
 def test_quick_demo_writes_measured_table(tmp_path):
     rows = run_demo(tmp_path, quick=True, methods=(("PixPro", "pixpro_r18_demo"),), steps=2)
-    # the untrained controls (default init, and the preset's zero-init residual one) come first
-    assert [r["method"] for r in rows] == ["random init", "random init, zero-init residual", "PixPro"]
+    # the untrained control of the preset's initialisation (zero-init residual) comes first
+    assert [r["method"] for r in rows] == ["random init, zero-init residual", "PixPro"]
     assert rows[-1]["steps"] == 2 and rows[-1]["pretrain_s"] > 0
     assert all(0.0 <= r["miou"] <= 1.0 and 0.0 <= r["pixel_acc"] <= 1.0 for r in rows)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["rows"][-1]["miou"] == rows[-1]["miou"] and saved["budget"]["steps"] == 2
     table = (tmp_path / "results.md").read_text()
-    assert "| PixPro | 2 |" in table and "| random init |" in table and "| random init, zero-init residual |" in table
+    assert "| PixPro | 2 |" in table and "| random init, zero-init residual |" in table
     assert Path(rows[-1]["run"]).is_dir() and Path(rows[-1]["run"]).parent == tmp_path
     report = (tmp_path / "report.html").read_text()  # the demo ends with its report (tests/report check its content)
     assert "Demo: method comparison" in report and report.count("<img ") >= 8 and saved["report_s"] > 0
@@ -38,7 +38,7 @@ def test_demo_cli_rejects_unknown_method(tmp_path, capsys):
     assert not (tmp_path / "results.json").exists()
 
 
-def test_demo_controls_are_the_untrained_start_of_each_initialisation_in_use_and_the_default():
+def test_demo_controls_are_the_untrained_start_of_each_initialisation_in_use():
     import torch
 
     from pixelssl.config import PretrainConfig, load_config
@@ -51,8 +51,8 @@ def test_demo_controls_are_the_untrained_start_of_each_initialisation_in_use_and
                load_config(PretrainConfig, "pixcontrast_r18_demo", [*small, "model.zero_init_residual=true"]),
                load_config(PretrainConfig, "moco_r18_demo", [*small, "model.zero_init_residual=false"])]
     controls = untrained_controls(configs)
-    assert [label for label, _ in controls] == ["random init", "random init, zero-init residual"]
-    for (_, backbone), cfg in zip(controls, (configs[2], configs[0])):
+    assert [label for label, _ in controls] == ["random init, zero-init residual", "random init"]
+    for (_, backbone), cfg in zip(controls, (configs[0], configs[2])):
         seed_everything(cfg.train.seed)
         start = build_method(cfg).backbone.state_dict()
         assert all(torch.equal(v, start[k]) for k, v in backbone.state_dict().items())

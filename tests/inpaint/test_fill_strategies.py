@@ -14,26 +14,9 @@ from PIL import Image
 
 import pixelssl.inpaint.fill as fill_module
 from pixelssl.cli import main
-from pixelssl.config import load_config
 from pixelssl.errors import PixelSSLError
 from pixelssl.inpaint import fill_folder, fill_image
-from pixelssl.inpaint.config import InpaintConfig
-from pixelssl.inpaint.fill import Region, fill_images, fill_regions, load_generator, resolve_strategy
-from pixelssl.inpaint.train import build_generator, save_generator
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    cfg = load_config(InpaintConfig, overrides=["model.cnum=8"])
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "generator.safetensors"
-    save_generator(build_generator(cfg.model), cfg.model, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def generator(weights):
-    return load_generator(weights)
+from pixelssl.inpaint.fill import Region, fill_images, fill_regions, resolve_strategy
 
 
 def _image(height, width, seed=0):

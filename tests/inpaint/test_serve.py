@@ -28,25 +28,11 @@ from pixelssl.cli import main
 from pixelssl.config import load_config
 from pixelssl.inpaint.config import InpaintConfig
 from pixelssl.inpaint.contextual_attention import flow_to_image
-from pixelssl.inpaint.fill import fill_image, load_generator
+from pixelssl.inpaint.fill import fill_image
 from pixelssl.inpaint.serve import Inpainter, ServeLimits, create_app, flow_legend, open_socket, serve
-from pixelssl.inpaint.train import build_generator, save_generator
+from pixelssl.inpaint.train import build_generator
 
 HEIGHT, WIDTH = 40, 56
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    cfg = load_config(InpaintConfig, overrides=["model.cnum=8"])
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "generator.safetensors"
-    save_generator(build_generator(cfg.model), cfg.model, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def generator(weights):
-    return load_generator(weights)
 
 
 def _client(generator, **limits) -> TestClient:

@@ -71,16 +71,10 @@ def write_results(name: str, payload: dict, table: str) -> None:
 
 # --------------------------------------------------------------------------- resumable measurements
 def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a results .jsonl (a torn last line from an interrupted run is ignored)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    """Rows of a results .jsonl (a torn last line from an interrupted run is ignored), read as run metrics are."""
+    from pixelssl.train.logger import read_metrics
+
+    return read_metrics(path)
 
 
 def append_jsonl(path: Path, row: dict) -> None:

@@ -4,6 +4,7 @@ several seeds, beside the untrained networks of each initialisation; the papers'
 
     python benchmarks/dense_transfer.py                              # CamVid, 20 CPU-minutes per run, seeds 0 1 2
     python benchmarks/dense_transfer.py --methods control control_zero pixpro --seeds 0
+    python benchmarks/dense_transfer.py --calibrate-only             # time each method's step on a quiet machine
     python benchmarks/dense_transfer.py --table                      # rewrite the tables from the measured rows
     python benchmarks/dense_transfer.py --budget-min 0.2 --quick     # smoke test (numbers meaningless)
 
@@ -259,6 +260,8 @@ def main() -> None:
     parser.add_argument("--ft-crop", type=int, default=176, help="side of the fine-tune's square training crops")
     parser.add_argument("--calibration-steps", type=int, default=5, help="timed warm-up steps per method")
     parser.add_argument("--table", action="store_true", help="only rewrite the tables from the measured rows")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="only time the methods' steps (do this on a quiet machine: the step counts are kept)")
     parser.add_argument("--quick", action="store_true", help="tiny probe and fine-tune: checks that the script runs")
     parser.add_argument("--results", type=Path, default=None,
                         help="folder of the .jsonl / .json / .md results (default benchmarks/results; with --quick a "
@@ -276,6 +279,11 @@ def main() -> None:
     rows = read_jsonl(args.results / "dense_transfer.jsonl")
     if args.table:
         write_tables(rows, args)
+        return
+    for name in args.methods:  # every budget is timed first, before later rows load the machine
+        if name not in CONTROLS:
+            calibrate(name, args, rows)
+    if args.calibrate_only:
         return
     current = key_of(settings(args))
     for seed in args.seeds:  # seeds outermost: every method gets a first seed before any gets a third

@@ -22,8 +22,9 @@ error and the others still run; the JSON is rewritten after every part, so a kil
    ``model.sync_bn=true`` through ``pixelssl.train.distributed``: NCCL group via ``env://``, SyncBatchNorm
    conversion, DDP wrap, the loop's collectives (loss all-reduce, checkpoint gathers, replica check), shutdown.
    pixelssl treats a group of one as "not distributed" (it would skip all of that), so the worker counts a
-   one-process group as distributed (three attributes of ``pixelssl.train.distributed`` patched in that subprocess
-   only, plus wrappers around ``init`` and ``wrap`` that record the backend and the wrapper type). torch's
+   one-process group as distributed (``pixelssl.dist.is_distributed`` and two attributes of
+   ``pixelssl.train.distributed`` patched in that subprocess only, plus wrappers around ``init`` and ``wrap`` that
+   record the backend and the wrapper type). torch's
    SyncBatchNorm itself exchanges no statistics at world size 1 (it falls back to BatchNorm's kernel); its
    cross-GPU exchange needs two GPUs.
 5. ``fill``: ``pixelssl.inpaint.fill.fill_images`` of one 512 and one 1024 px image (centred quarter-area hole)
@@ -213,11 +214,12 @@ def count_one_process_group_as_distributed() -> dict:
     process and would skip them); returns what the run went through, filled in while it runs."""
     import torch.distributed as dist
 
+    import pixelssl.dist
     from pixelssl.train import distributed
 
     seen: dict = {}
     distributed.launched_world_size = lambda: 2  # only gates init(): the group itself is WORLD_SIZE from the env
-    distributed.is_distributed = lambda: dist.is_available() and dist.is_initialized()
+    pixelssl.dist.is_distributed = lambda: dist.is_available() and dist.is_initialized()  # the collectives' gate
     distributed.DistContext.enabled = property(lambda self: dist.is_available() and dist.is_initialized())
     init, wrap = distributed.init, distributed.wrap
 
@@ -239,7 +241,7 @@ def count_one_process_group_as_distributed() -> dict:
 def part_nccl(s: Sizes, args: argparse.Namespace) -> dict:
     from torch import nn
 
-    from pixelssl.train.distributed import SYNCED_BATCHNORM
+    from pixelssl.dist import SYNCED_BATCHNORM
 
     seen = count_one_process_group_as_distributed()
     warmup, timed = s.nccl_steps

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pixelssl.train.distributed import global_mean
+from pixelssl.dist import global_mean
 
 
 def _fp32(t: Tensor) -> Tensor:

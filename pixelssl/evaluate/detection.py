@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pixelssl.config import choice, opt, register_validator, require
 from pixelssl.data.loader import StepBatchSampler, sample_seed
+from pixelssl.dist import all_gather_objects, convert_sync_batchnorm, rank_world
 from pixelssl.errors import DataError, PixelSSLError, TrainingDiverged
 from pixelssl.evaluate.coco_eval import coco_metrics, predict_coco
 from pixelssl.evaluate.common import bf16_autocast, select_device, threads, typed_config
@@ -150,16 +151,8 @@ def _collate(batch: list) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
     return list(images), list(targets)
 
 
-def _rank_world() -> tuple[int, int]:
-    from pixelssl.train.distributed import is_distributed
-
-    if is_distributed():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def _train_loader(train_ds: Any, cfg: Any) -> DataLoader:
-    rank, world = _rank_world()
+    rank, world = rank_world()
     try:
         sampler = StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, 0, cfg.steps, rank, world)
     except ValueError as exc:
@@ -183,12 +176,10 @@ def lr_factor(step: int, cfg: Any) -> float:
 
 def _prepare(model: nn.Module, cfg: Any, device: torch.device) -> nn.Module:
     """SyncBatchNorm (norm=sync) and DistributedDataParallel when several processes train together."""
-    _, world = _rank_world()
+    _, world = rank_world()
     if world == 1:
         return model
     if cfg.norm == "sync":
-        from pixelssl.train.distributed import convert_sync_batchnorm
-
         model = convert_sync_batchnorm(model, device)
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -197,9 +188,7 @@ def _prepare(model: nn.Module, cfg: Any, device: torch.device) -> nn.Module:
 # --------------------------------------------------------------------------- the protocol
 def evaluate_detection(model: nn.Module, dataset: Any, cfg: Any, device: torch.device) -> dict[str, Any]:
     """pycocotools box (and mask) metrics of ``model`` on a ``CocoDetection`` set (split over processes)."""
-    from pixelssl.train.distributed import all_gather_objects
-
-    rank, world = _rank_world()
+    rank, world = rank_world()
     with bf16_autocast(cfg.amp, device):
         boxes, masks = predict_coco(model, dataset, device, cfg.eval_batch_size, range(rank, len(dataset), world))
     gathered = all_gather_objects((boxes, masks))
@@ -230,7 +219,7 @@ def finetune_detection(backbone: Backbone, train_ds: Any, val_ds: Any, config: D
     use_fpn = fpn_state is not None and cfg.fpn_init
     width = cfg.fpn_channels or (fpn_state_width(fpn_state) if use_fpn else DEFAULT_FPN_CHANNELS)
     device = select_device(cfg.device)
-    rank, _ = _rank_world()
+    rank, _ = rank_world()
     start = time.perf_counter()
     with threads(cfg.threads), torch.random.fork_rng(devices=[]):  # leave the caller's CPU RNG as it was
         torch.manual_seed(cfg.seed)  # head and FPN initialisation

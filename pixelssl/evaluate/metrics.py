@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pixelssl.dist import is_distributed
+
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = 255) -> Tensor:
     """(num_classes, num_classes) int64 counts of (ground truth, prediction) pairs; void pixels are skipped."""
@@ -79,7 +81,7 @@ class ConfusionMatrix:
         """Sum the counts of all processes when torch.distributed is initialised (no-op otherwise)."""
         import torch.distributed as dist
 
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if is_distributed():
             dist.all_reduce(self.matrix)
 
     def compute(self) -> dict[str, Any]:

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from pixelssl.config import choice, opt, register_validator, require, sub
 from pixelssl.data.loader import StepBatchSampler
+from pixelssl.dist import rank_world
 from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.evaluate.common import (
     bf16_autocast,
@@ -254,17 +254,10 @@ def predict(model: nn.Module, images: Tensor, cfg: Any) -> Tensor:
     return model(images)
 
 
-def _rank_world() -> tuple[int, int]:
-    """(rank, world size) of this process; (0, 1) when not distributed."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 @torch.no_grad()
 def evaluate_segmentation(model: nn.Module, dataset: Any, cfg: Any, device: torch.device) -> dict[str, Any]:
     """Metrics over ``dataset`` at native label resolution (shared between processes when distributed)."""
-    rank, world = _rank_world()
+    rank, world = rank_world()
     was_training = model.training
     model.eval()
     matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
@@ -323,7 +316,7 @@ class _RankShard(Sampler[list]):
 
 def _distribute(model: SegmentationModel, cfg: Any, device: torch.device) -> nn.Module:
     """SyncBatchNorm + DistributedDataParallel when torch.distributed is initialised with several processes."""
-    _, world = _rank_world()
+    _, world = rank_world()
     if world == 1:
         return model
     if cfg.sync_bn and device.type == "cuda":
@@ -334,7 +327,7 @@ def _distribute(model: SegmentationModel, cfg: Any, device: torch.device) -> nn.
 
 def _train_loader(train_ds: Any, cfg: Any) -> DataLoader:
     """Augmented (image, label) batches for every step: reproducible per (seed, epoch, index), sharded by rank."""
-    rank, world = _rank_world()
+    rank, world = rank_world()
     if len(train_ds) < cfg.batch_size:
         raise DataError(f"the training set has {len(train_ds)} images, fewer than one batch of {cfg.batch_size}")
     sampler = _RankShard(StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, 0, cfg.steps), rank, world)
@@ -360,7 +353,7 @@ def finetune_segmentation(backbone: Backbone, train_ds: Any, val_ds: Any, config
     cfg = typed_config(config, FinetuneConfig, _validate)
     check_compatible(train_ds, val_ds)
     device = select_device(cfg.device)
-    rank, _ = _rank_world()
+    rank, _ = rank_world()
     start = time.perf_counter()
     with threads(cfg.threads):
         with torch.random.fork_rng(devices=[]):  # leave the caller's CPU RNG as it was

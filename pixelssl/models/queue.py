@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pixelssl.train.distributed import concat_all_gather
+from pixelssl.dist import concat_all_gather
 
 
 class FeatureQueue(nn.Module):

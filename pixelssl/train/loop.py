@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pixelssl import dist
 from pixelssl.config import PretrainConfig, to_dict
 from pixelssl.data.device_batch import DeviceBatches
 from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
@@ -123,7 +124,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
 
     method = build_method(cfg).to(device)
     if ctx.enabled and cfg.model.sync_bn:
-        method = distributed.convert_sync_batchnorm(method, device)
+        method = dist.convert_sync_batchnorm(method, device)
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     method = method.to(memory_format=memory_format)
     optimizer = build_optimizer(method, t.optimizer, peak_lr, t.weight_decay, t.sgd_momentum)
@@ -163,13 +164,13 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
         return f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
 
     def checkpoint(step: int) -> None:  # every rank takes part (collectives); rank 0 writes
-        distributed.average_batchnorm_stats(method)
+        dist.average_batchnorm_stats(method)
         bad = first_nonfinite(method)
         if bad is not None:  # never overwrite a good checkpoint with a broken model
             raise TrainingDiverged(f"{bad} holds NaN/inf at step {step}; no checkpoint written ({last_checkpoint()})")
-        distributed.assert_replicas_match(method, step)
-        rngs = distributed.all_gather_objects(capture_rng())
-        all_skipped = sorted(set().union(*distributed.all_gather_objects(sorted(skipped))))
+        dist.assert_replicas_match(method, step)
+        rngs = dist.all_gather_objects(capture_rng())
+        all_skipped = sorted(set().union(*dist.all_gather_objects(sorted(skipped))))
         if ctx.is_main:
             save_checkpoint(ckpt_dir, {
                 "model": method.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
@@ -208,7 +209,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
             with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.enabled):
                 out = model(batch)
             loss = out["loss"]
-            value = float(distributed.all_reduce_mean(loss.detach()))  # the global batch's loss, on every rank
+            value = float(dist.all_reduce_mean(loss.detach()))  # the global batch's loss, on every rank
             problem = None if math.isfinite(value) else f"loss became {value}"
             optimizer.zero_grad(set_to_none=True)
             if problem is None:
@@ -227,7 +228,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
             if done % t.log_every == 0 or done == total_steps or step == start_step:
                 elapsed = time.perf_counter() - window_start
                 names = sorted(out)
-                means = distributed.all_reduce_mean(torch.stack([out[k].detach().float() for k in names])).tolist()
+                means = dist.all_reduce_mean(torch.stack([out[k].detach().float() for k in names])).tolist()
                 record = dict(zip(names, means))
                 record.update(loss=window_loss / window_good if window_good else float("nan"), lr=lr, momentum=momentum,
                               epoch=done / steps_per_epoch,
@@ -247,7 +248,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
                 checkpoint(done)
             # Every rank must agree to stop (a signal may reach only one), else the others hang in a collective.
             stop_flag = torch.tensor([float(stop.requested)], device=device)
-            if done < total_steps and float(distributed.all_reduce_mean(stop_flag)) > 0:
+            if done < total_steps and float(dist.all_reduce_mean(stop_flag)) > 0:
                 if not saved:
                     checkpoint(done)
                 raise Preempted(f"{stop.signal_name or 'a stop signal (another process)'} after step {done}/"
@@ -271,13 +272,13 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
 
     seconds = time.perf_counter() - started
     backbone_path = run_dir / "backbone.safetensors"
-    distributed.average_batchnorm_stats(method)
+    dist.average_batchnorm_stats(method)
     if ctx.is_main:
         save_backbone(method.backbone, backbone_path)
         for name, tensors in method.extra_weights(method.state_dict()).items():  # e.g. pixpro_fpn's fpn.safetensors
             save_weights(tensors, run_dir / name)
             log.info("%s written to %s", name, run_dir / name)
-    skipped_total = len(set().union(*distributed.all_gather_objects(sorted(skipped))))
+    skipped_total = len(set().union(*dist.all_gather_objects(sorted(skipped))))
     if skipped_total:
         log.warning("%d unreadable image(s) were skipped in total", skipped_total)
     trained = total_steps - start_step

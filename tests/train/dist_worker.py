@@ -18,8 +18,8 @@ import torch.distributed as dist
 from torch import nn
 
 from pixelssl.config import PretrainConfig, load_config
+from pixelssl.dist import convert_sync_batchnorm
 from pixelssl.models.queue import FeatureQueue
-from pixelssl.train.distributed import convert_sync_batchnorm
 from pixelssl.train.loop import pretrain
 
 

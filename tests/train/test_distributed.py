@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from pixelssl.config import ConfigError, PretrainConfig, load_config
 from pixelssl.data.loader import StepBatchSampler
@@ -203,16 +202,6 @@ def test_global_batch_must_split_evenly():
     for batch, world in ((10, 4), (4, 4)):
         with pytest.raises(ConfigError, match="'train.batch_size'"):
             distributed.local_batch_size(batch, world)
-
-
-def test_single_process_helpers_change_nothing():
-    keys = torch.randn(4, 3)
-    assert distributed.concat_all_gather(keys) is keys
-    assert distributed.all_reduce_mean(keys) is keys
-    bn = nn.BatchNorm2d(3)
-    bn.running_mean.fill_(0.5)
-    distributed.average_batchnorm_stats(bn)
-    assert torch.equal(bn.running_mean, torch.full((3,), 0.5))
 
 
 def test_new_switches_reject_bad_values_naming_the_key():

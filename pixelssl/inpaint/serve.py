@@ -1,9 +1,11 @@
 """``pixelssl inpaint serve``: a local web page that fills holes with a trained generator.
 
-A small Starlette app: ``/`` is one static page (canvas brush, optional mask upload, result, attention flow,
-download), ``POST /api/fill`` takes multipart ``image`` + ``mask`` files and answers JSON with the completed image
-and the attention-flow picture as PNG data URLs (``POST /api/fill.png`` answers the completed PNG itself, for
-scripts). Every refusal is a one-line JSON ``{"error": ...}`` with status 413 (over a limit) or 400 (bad input).
+A small Starlette app: ``/`` is one static page (canvas brush with undo/redo, optional mask upload, drop or paste
+an image, keyboard shortcuts, result with an original/result comparison, attention flow, download).
+``POST /api/fill`` takes multipart ``image`` + ``mask`` files (and an optional ``strategy`` field: auto | crop |
+whole, as ``fill_image``'s; default auto) and answers JSON with the completed image and the attention-flow picture
+as PNG data URLs and the strategy used (``POST /api/fill.png`` answers the completed PNG itself, for scripts).
+Every refusal is a one-line JSON ``{"error": ...}`` with status 413 (over a limit) or 400 (bad input).
 
 The generator is loaded once; fills run one at a time (a lock) in a worker thread under ``torch.inference_mode``,
 so the page and other requests stay responsive while a fill computes.
@@ -44,7 +46,7 @@ from torch import Tensor
 from pixelssl.data.datasets import UnreadableImage, read_rgb
 from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.inpaint.contextual_attention import flow_to_image
-from pixelssl.inpaint.fill import PNG_COMPRESS_LEVEL, fill_image
+from pixelssl.inpaint.fill import PNG_COMPRESS_LEVEL, STRATEGIES, WORKING_SIZE, fill_image, resolve_strategy
 from pixelssl.inpaint.masks import load_mask
 from pixelssl.inpaint.networks import InpaintGenerator, parameter_count
 
@@ -96,6 +98,7 @@ class FillResult:
     height: int
     hole_pixels: int
     seconds: float
+    strategy: str = "whole"  # the one used: crop or whole (auto resolved)
 
 
 def png_bytes(image: Tensor) -> bytes:
@@ -149,6 +152,7 @@ class Inpainter:
             "model": {"parameters": parameter_count(self.generator), "cnum": self.generator.cnum,
                       "contextual_attention": self.generator.refine.use_contextual_attention},
             "limits": {**asdict(self.limits), "max_upload_bytes": self.limits.max_upload_bytes},
+            "fill": {"strategies": list(STRATEGIES), "default_strategy": "auto", "working_size": WORKING_SIZE},
         }
 
     def check_upload(self, data: bytes, what: str, name: str) -> tuple[int, int]:
@@ -160,8 +164,12 @@ class Inpainter:
             raise RequestRefused(400, f"{what} '{name}' is empty")
         return _header_size(data, what, name)
 
-    def fill(self, image_data: bytes, image_name: str, mask_data: bytes, mask_name: str) -> FillResult:
+    def fill(self, image_data: bytes, image_name: str, mask_data: bytes, mask_name: str,
+             strategy: str = "auto") -> FillResult:
         """Decode, check and fill; raises ``RequestRefused`` with the user-facing reason for any bad input."""
+        if strategy not in STRATEGIES:
+            shown = " ".join(strategy.split())[:40]  # one line, short: it is echoed
+            raise RequestRefused(400, f"unknown strategy '{shown}'; use one of {' | '.join(STRATEGIES)}")
         width, height = self.check_upload(image_data, "image", image_name)
         side = self.limits.max_side
         if max(width, height) > side:
@@ -179,13 +187,15 @@ class Inpainter:
             hole = load_mask(io.BytesIO(mask_data), tuple(image.shape[-2:]), image_name, name=mask_name)
         except DataError as exc:
             raise RequestRefused(400, str(exc)) from exc
+        used = resolve_strategy(strategy, height, width)
         with self._lock, torch.inference_mode():
             start = time.perf_counter()
-            filled, flow = fill_image(self.generator, image, hole, return_flow=True)
+            filled, flow = fill_image(self.generator, image, hole, return_flow=True, strategy=used)
             seconds = time.perf_counter() - start
-        log.info("filled %s (%dx%d, %d hole pixels) in %.2f s", image_name, width, height, int(hole.sum()), seconds)
+        log.info("filled %s (%dx%d, %d hole pixels, %s) in %.2f s", image_name, width, height, int(hole.sum()), used,
+                 seconds)
         return FillResult(png_bytes(filled), None if flow is None else png_bytes(flow), width, height,
-                          int(hole.sum()), seconds)
+                          int(hole.sum()), seconds, used)
 
 
 class BodyLimit:
@@ -233,6 +243,14 @@ async def _upload(form: FormData, field: str) -> tuple[bytes, str]:
     return await value.read(), " ".join((value.filename or field).splitlines())[:200]
 
 
+def _strategy(form: FormData) -> str:
+    """The optional ``strategy`` text field (auto when absent or empty)."""
+    value = form.get("strategy") or "auto"
+    if not isinstance(value, str):
+        raise RequestRefused(400, f"'strategy' must be a text field ({' | '.join(STRATEGIES)}), not a file")
+    return value.strip()
+
+
 def create_app(inpainter: Inpainter) -> Starlette:
     """The web app around one ``Inpainter``: the page, its static files and the JSON API."""
 
@@ -240,16 +258,17 @@ def create_app(inpainter: Inpainter) -> Starlette:
         try:
             async with request.form(max_files=2, max_fields=4) as form:
                 (image, image_name), (mask, mask_name) = await _upload(form, "image"), await _upload(form, "mask")
+                strategy = _strategy(form)
         except HTTPException as exc:  # Starlette's answer to malformed multipart or too many files
             raise RequestRefused(400, f"the request is not a valid upload: {exc.detail}") from exc
-        return await run_in_threadpool(inpainter.fill, image, image_name, mask, mask_name)
+        return await run_in_threadpool(inpainter.fill, image, image_name, mask, mask_name, strategy)
 
     async def fill_json(request: Request) -> Response:
         result = await run_fill(request)
         return JSONResponse({
             "result": data_url(result.result_png), "flow": None if result.flow_png is None else data_url(result.flow_png),
             "width": result.width, "height": result.height, "hole_pixels": result.hole_pixels,
-            "seconds": round(result.seconds, 3),
+            "seconds": round(result.seconds, 3), "strategy": result.strategy,
         })
 
     async def fill_png(request: Request) -> Response:

@@ -163,6 +163,59 @@ def test_fills_run_one_at_a_time(generator):
     assert len(results) == 3 and most == 1
 
 
+# ------------------------------------------------------------------------------------------------- strategy
+def _library_fill(generator, picture: np.ndarray, hole: np.ndarray, strategy: str) -> np.ndarray:
+    filled, _ = fill_image(generator, torch.from_numpy(picture).permute(2, 0, 1), torch.from_numpy(hole),
+                           strategy=strategy)
+    return filled.permute(1, 2, 0).numpy()
+
+
+def test_the_strategy_field_chooses_the_fill_and_auto_is_crop_for_large_images(client, generator):
+    """What the page sends: no field or 'auto' resolves by size (over 512 px: crop); 'crop' and 'whole' are obeyed."""
+    picture, hole = _picture(48, 600), _hole(48, 600, box=(12, 36, 280, 320))  # longer side 600 > 512
+    files = _files(_png(picture), _mask_png(hole))
+    answers = {field: client.post("/api/fill", files=files, data={} if field is None else {"strategy": field})
+               for field in (None, "auto", "crop", "whole", " crop ")}
+    for field, response in answers.items():
+        assert response.status_code == 200, (field, response.text)
+    used = {field: response.json()["strategy"] for field, response in answers.items()}
+    assert used == {None: "crop", "auto": "crop", "crop": "crop", "whole": "whole", " crop ": "crop"}
+    crop, whole = (_decode(answers[s].json()["result"]) for s in ("crop", "whole"))
+    assert np.array_equal(crop, _library_fill(generator, picture, hole, "crop"))
+    assert np.array_equal(whole, _library_fill(generator, picture, hole, "whole"))
+    assert not np.array_equal(crop, whole)  # the crop (hole box + margin) does not cover the image: other context
+    assert np.array_equal(_decode(answers[None].json()["result"]), crop)
+    for result in (crop, whole):
+        _assert_filled(result, picture, hole)
+    # the PNG route takes the field too
+    png = client.post("/api/fill.png", files=files, data={"strategy": "whole"})
+    assert np.array_equal(_decode(png.content), whole)
+
+
+def test_auto_is_whole_for_small_images_and_crop_can_be_forced(client, generator):
+    picture, hole = _picture(), _hole()
+    files = _files(_png(picture), _mask_png(hole))
+    assert client.post("/api/fill", files=files).json()["strategy"] == "whole"
+    forced = client.post("/api/fill", files=files, data={"strategy": "crop"}).json()
+    assert forced["strategy"] == "crop"
+    assert np.array_equal(_decode(forced["result"]), _library_fill(generator, picture, hole, "crop"))
+
+
+def test_a_bad_strategy_is_a_400_naming_the_choices(client):
+    files = _files(_png(_picture()), _mask_png(_hole()))
+    error = _error(client.post("/api/fill", files=files, data={"strategy": "tiles"}), 400)
+    assert error == "unknown strategy 'tiles'; use one of auto | crop | whole"
+    error = _error(client.post("/api/fill", files=files, data={"strategy": "crop\nwhole" + "x" * 100}), 400)
+    assert error.startswith("unknown strategy 'crop wholexxx") and len(error) < 100
+    as_file = {**files, "strategy": ("s.txt", b"crop", "text/plain")}
+    assert "Maximum number of files is 2" in _error(client.post("/api/fill", files=as_file), 400)  # a third file
+
+
+def test_info_offers_the_strategies_and_the_working_size(client):
+    assert client.get("/api/info").json()["fill"] == {"strategies": ["auto", "crop", "whole"],
+                                                      "default_strategy": "auto", "working_size": 512}
+
+
 # ------------------------------------------------------------------------------------------ limits and errors
 def _error(response, status: int) -> str:
     assert response.status_code == status, response.text
@@ -343,13 +396,12 @@ def _chromium():
     return browser, driver
 
 
-@pytest.fixture
-def page_url(generator):
-    """The app served by uvicorn on a free local port in a thread."""
+def _served(generator, limits: ServeLimits):
+    """The app served by uvicorn on a free local port in a thread: yields the page's URL."""
     import uvicorn
 
     sock = open_socket("127.0.0.1", 0)
-    app = create_app(Inpainter(generator, ServeLimits(max_side=128), weights_name="generator.safetensors"))
+    app = create_app(Inpainter(generator, limits, weights_name="generator.safetensors"))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -361,6 +413,18 @@ def page_url(generator):
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
+
+
+@pytest.fixture
+def page_url(generator):
+    """The page with a 128 px side limit (larger images are downscaled by the page)."""
+    yield from _served(generator, ServeLimits(max_side=128))
+
+
+@pytest.fixture
+def default_page_url(generator):
+    """The page with the default limits (4096 px per side)."""
+    yield from _served(generator, ServeLimits())
 
 
 @pytest.fixture
@@ -420,7 +484,7 @@ def test_page_fills_a_painted_hole_and_an_uploaded_mask_in_chromium(page_url, br
     (tmp_path / "mask.png").write_bytes(_mask_png(upload_hole))
 
     browser.get(page_url)
-    _wait_for_status(browser, kinds=("",), contains="Choose an image")
+    _wait_for_status(browser, kinds=("",), contains="Choose, drop or paste an image")
     assert "Model generator.safetensors" in browser.find_element("id", "model-info").text
     browser.find_element("id", "image-input").send_keys(str(tmp_path / "scene.png"))
     _wait_for_status(browser, kinds=("",), contains="Loaded 'scene.png' (96x64 px)")
@@ -472,7 +536,7 @@ def test_page_fills_a_painted_hole_and_an_uploaded_mask_in_chromium(page_url, br
 def test_page_downscales_images_over_the_side_limit(page_url, browser, tmp_path):
     (tmp_path / "big.png").write_bytes(_png(_picture(100, 160)))  # the server takes at most 128 px per side
     browser.get(page_url)
-    _wait_for_status(browser, kinds=("",), contains="Choose an image")
+    _wait_for_status(browser, kinds=("",), contains="Choose, drop or paste an image")
     browser.find_element("id", "image-input").send_keys(str(tmp_path / "big.png"))
     _wait_for_status(browser, kinds=("",), contains="Downscaled 'big.png' from 160x100 to 128x80 px")
     browser.find_element("id", "mask-input").send_keys(str(tmp_path / "big.png"))  # bright half = hole, resized
@@ -485,3 +549,302 @@ def test_page_downscales_images_over_the_side_limit(page_url, browser, tmp_path)
     assert kind == "ok", text
     _assert_filled(_page_png(browser, "document.getElementById('result').src"), sent, hole)
 
+
+
+# ------------------------------------------------------------------------- browser: undo, compare, drop, keys
+def _open(driver, url: str, tmp_path, picture: np.ndarray, name: str = "scene.png") -> None:
+    """Open the page and load ``picture`` through the image field."""
+    (tmp_path / name).write_bytes(_png(picture))
+    driver.get(url)
+    _wait_for_status(driver, kinds=("",), contains="Choose, drop or paste an image")
+    driver.find_element("id", "image-input").send_keys(str(tmp_path / name))
+    height, width = picture.shape[:2]
+    _wait_for_status(driver, kinds=("",), contains=f"Loaded '{name}' ({width}x{height} px)")
+
+
+def _stroke(driver, *moves: tuple[int, int]) -> None:
+    """Drag the mouse over the mask canvas: from ``moves[0]`` (screen px from its centre) by each further move."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    chain = ActionChains(driver).move_to_element_with_offset(driver.find_element("id", "mask-canvas"), *moves[0])
+    chain.click_and_hold()
+    for move in moves[1:]:
+        chain.move_by_offset(*move)
+    chain.release().perform()
+
+
+def _mask_alpha(driver) -> np.ndarray:
+    """The mask canvas's alpha channel as drawn (uint8 (H, W)): exact, unlike the thresholded PNG that is sent."""
+    url = driver.execute_script("return document.getElementById('mask-canvas').toDataURL()")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"))[..., 3]
+
+
+def _keys(driver, *keys: str, hold: tuple[str, ...] = ()) -> None:
+    """Press ``keys`` one after the other while the modifier keys ``hold`` are held."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    chain = ActionChains(driver)
+    for modifier in hold:
+        chain.key_down(modifier)
+    for key in keys:
+        chain.send_keys(key)
+    for modifier in reversed(hold):
+        chain.key_up(modifier)
+    chain.perform()
+
+
+def _disabled(driver, *ids: str) -> list[bool]:
+    return [not driver.find_element("id", i).is_enabled() for i in ids]
+
+
+def test_page_undoes_and_redoes_strokes_uploads_and_clears_in_chromium(page_url, browser, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    picture = _picture(64, 96)
+    _open(browser, page_url, tmp_path, picture)
+    assert _disabled(browser, "undo", "redo") == [True, True]
+    empty = _mask_alpha(browser)
+    assert not empty.any()
+    _set_brush(browser, 16)
+    _stroke(browser, (-120, -40), (100, 20), (100, -20))
+    one = _mask_alpha(browser)
+    browser.find_element("id", "erase").click()
+    _stroke(browser, (-40, -60), (0, 120))  # an erasing stroke across the first
+    browser.find_element("id", "erase").click()
+    _stroke(browser, (-100, 60), (200, 0))
+    three = _mask_alpha(browser)
+    erased = (one > 0) & (three == 0)
+    assert one.any() and erased.sum() > 20, "the erasing stroke removed nothing"
+
+    # undo with the button twice = the first stroke exactly (strokes are replayed as they were drawn)
+    browser.find_element("id", "undo").click()
+    browser.find_element("id", "undo").click()
+    assert np.array_equal(_mask_alpha(browser), one)
+    assert _disabled(browser, "undo", "redo") == [False, False]
+    _keys(browser, "z", hold=(Keys.CONTROL,))  # Ctrl+Z: the first stroke too
+    assert np.array_equal(_mask_alpha(browser), empty) and _disabled(browser, "undo", "redo") == [True, False]
+    _keys(browser, "z", hold=(Keys.CONTROL, Keys.SHIFT))  # Ctrl+Shift+Z
+    assert np.array_equal(_mask_alpha(browser), one)
+    _keys(browser, "y", "y", hold=(Keys.CONTROL,))  # Ctrl+Y twice: the erasing stroke, then the last
+    assert np.array_equal(_mask_alpha(browser), three) and _disabled(browser, "undo", "redo") == [False, True]
+
+    # what is filled is the mask after undo
+    browser.find_element("id", "undo").click()
+    browser.find_element("id", "fill").click()
+    kind, text = _wait_for_status(browser)
+    two = _mask_alpha(browser) > 127
+    assert kind == "ok" and f"Filled {two.sum()} hole pixels" in text, text
+    _assert_filled(_page_png(browser, "document.getElementById('result').src"), picture, two)
+
+    # a new stroke after undo drops what was undone
+    _stroke(browser, (100, -80), (20, 20))
+    assert _disabled(browser, "undo", "redo") == [False, True]
+    four = _mask_alpha(browser)
+
+    # a mask upload and a clear are steps too; undoing them repaints the strokes before them
+    upload = _hole(64, 96, box=(5, 25, 5, 40))
+    (tmp_path / "mask.png").write_bytes(_mask_png(upload))
+    browser.find_element("id", "mask-input").send_keys(str(tmp_path / "mask.png"))
+    _wait_for_status(browser, kinds=("",), contains="Loaded mask 'mask.png'")
+    assert np.array_equal(_mask_alpha(browser) > 0, upload)
+    _stroke(browser, (120, 80), (30, 0))
+    with_upload = _mask_alpha(browser)
+    browser.find_element("id", "clear-mask").click()
+    assert not _mask_alpha(browser).any()
+    browser.find_element("id", "undo").click()
+    assert np.array_equal(_mask_alpha(browser), with_upload)
+    browser.find_element("id", "undo").click()
+    browser.find_element("id", "undo").click()
+    assert np.array_equal(_mask_alpha(browser), four)
+
+    # a new image starts with an empty mask and no history
+    (tmp_path / "other.png").write_bytes(_png(picture))
+    browser.find_element("id", "image-input").send_keys(str(tmp_path / "other.png"))
+    _wait_for_status(browser, kinds=("",), contains="Loaded 'other.png'")
+    assert not _mask_alpha(browser).any() and _disabled(browser, "undo", "redo") == [True, True]
+
+
+def _element_pixels(driver, element_id: str) -> np.ndarray:
+    """What the browser shows of one element (RGB, screen px)."""
+    shot = driver.find_element("id", element_id).screenshot_as_png
+    return np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
+
+
+def _close(shown: np.ndarray, expected: np.ndarray) -> bool:
+    return shown.shape == expected.shape and float(np.abs(shown.astype(int) - expected).mean()) < 1.0
+
+
+def test_page_compares_the_original_with_the_result_in_chromium(page_url, browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    picture = _picture(64, 96)
+    _open(browser, page_url, tmp_path, picture)
+    _set_brush(browser, 40)
+    _stroke(browser, (-150, 0), (300, 0))
+    browser.find_element("id", "fill").click()
+    kind, text = _wait_for_status(browser)
+    assert kind == "ok", text
+    result = _page_png(browser, "document.getElementById('result').src")
+    assert np.array_equal(_page_png(browser, "fetch(document.getElementById('original').src).then((r) => r.blob())"),
+                          picture)  # the original under the result is the image sent
+    # the 96 x 64 images are shown 4x enlarged, pixelated: each image pixel is a 4 x 4 block on screen
+    big = {name: np.repeat(np.repeat(image, 4, axis=0), 4, axis=1) for name, image in
+           (("original", picture), ("result", result))}
+    assert not _close(big["original"], big["result"])
+    assert _close(_element_pixels(browser, "compare"), big["result"])  # the slider starts at "result only"
+
+    def slide(value: int) -> np.ndarray:
+        browser.execute_script("const s = document.getElementById('compare-slider'); s.value = arguments[0];"
+                               "s.dispatchEvent(new Event('input'));", value)
+        return _element_pixels(browser, "compare")
+
+    assert _close(slide(100), big["original"])
+    half = slide(50)  # left half original, right half result
+    assert _close(half[:, :192], big["original"][:, :192]) and _close(half[:, 192:], big["result"][:, 192:])
+    slider = browser.find_element("id", "compare-slider")
+    assert slider.get_attribute("aria-valuetext") == "original on the left 50%, result on the right"
+    assert _close(slide(0), big["result"])
+
+    # the button toggles the original; holding C shows it while held
+    button = browser.find_element("id", "show-original")
+    button.click()
+    assert button.get_attribute("aria-pressed") == "true" and _close(_element_pixels(browser, "compare"),
+                                                                     big["original"])
+    button.click()
+    assert button.get_attribute("aria-pressed") == "false"
+    ActionChains(browser).key_down("c").perform()
+    assert _close(_element_pixels(browser, "compare"), big["original"])
+    ActionChains(browser).key_up("c").perform()
+    assert _close(_element_pixels(browser, "compare"), big["result"])
+    browser.save_screenshot(str(tmp_path / "compare.png"))
+
+
+_DISPATCH_FILE = """
+    const [type, name, base64, mime, targetId] = arguments;
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], name, { type: mime }));
+    const target = targetId ? document.getElementById(targetId) : document.body;
+    const event = type === "paste" ? new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true })
+      : new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true });
+    target.dispatchEvent(event);
+    return [event.defaultPrevented, document.body.classList.contains("dropping")];
+"""
+
+
+def _dispatch_file(driver, event: str, name: str, data: bytes, mime: str = "image/png", target: str = "") -> list:
+    """Dispatch a drag event or a paste carrying one file; returns [default prevented, page shows 'dropping']."""
+    return driver.execute_script(_DISPATCH_FILE, event, name, base64.b64encode(data).decode(), mime, target)
+
+
+def _image_canvas(driver) -> np.ndarray:
+    url = driver.execute_script("return document.getElementById('image-canvas').toDataURL()")
+    return _decode(url)
+
+
+def test_page_loads_a_dropped_or_pasted_image_in_chromium(page_url, browser, tmp_path):
+    browser.get(page_url)
+    _wait_for_status(browser, kinds=("",), contains="Choose, drop or paste an image")
+    dropped, pasted = _picture(64, 96), _picture(40, 56)[::-1].copy()
+    assert _dispatch_file(browser, "dragover", "dropped.png", _png(dropped)) == [True, True]  # drop allowed, shown
+    assert _dispatch_file(browser, "drop", "dropped.png", _png(dropped), target="editor") == [True, False]
+    _wait_for_status(browser, kinds=("",), contains="Loaded 'dropped.png' (96x64 px)")
+    assert np.array_equal(_image_canvas(browser), dropped)
+    assert not browser.find_element("id", "fill").get_attribute("disabled")
+
+    assert _dispatch_file(browser, "paste", "image.png", _png(pasted)) == [True, False]
+    _wait_for_status(browser, kinds=("",), contains="Loaded 'image.png' (56x40 px)")
+    assert np.array_equal(_image_canvas(browser), pasted)
+    _stroke(browser, (-60, 0), (120, 0))
+    browser.find_element("id", "fill").click()
+    kind, text = _wait_for_status(browser)
+    assert kind == "ok" and "of 56x40 px" in text, text
+    _assert_filled(_page_png(browser, "document.getElementById('result').src"), pasted, _mask_alpha(browser) > 127)
+
+    # a drop onto a file field is left to the field; a file that is not an image is named
+    assert _dispatch_file(browser, "drop", "mask.png", _png(dropped), target="mask-input") == [False, False]
+    assert _dispatch_file(browser, "drop", "notes.txt", b"just text", "text/plain") == [True, False]
+    assert "Cannot read image 'notes.txt'" in _wait_for_status(browser, kinds=("error",))[1]
+    assert _dispatch_file(browser, "paste", "notes.txt", b"just text", "text/plain") == [False, False]  # ignored
+
+
+def test_page_keyboard_shortcuts_in_chromium(page_url, browser, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    _open(browser, page_url, tmp_path, _picture(64, 96))
+    size = lambda: int(browser.find_element("id", "brush-size").text)  # noqa: E731
+    assert size() == 24
+    _keys(browser, "]")
+    assert size() == 29 and browser.find_element("id", "brush").get_attribute("value") == "29"
+    _keys(browser, "[", "[")
+    assert size() == 18
+    _keys(browser, *"]" * 20)
+    assert size() == 120  # the slider's maximum
+    _keys(browser, *"[" * 80)
+    assert size() == 2  # and its minimum
+
+    erase = browser.find_element("id", "erase")
+    _keys(browser, "e")
+    assert erase.is_selected()
+    _keys(browser, "E")
+    assert not erase.is_selected()
+
+    # ? opens the help, which lists every shortcut; Escape or ? closes it
+    help_dialog = browser.find_element("id", "help")
+    _keys(browser, "?")
+    assert help_dialog.get_attribute("open") is not None
+    listed = help_dialog.text
+    for shortcut in ("Ctrl + Z", "Ctrl + Shift + Z", "Ctrl + Y", "[ and ]", "E", "F", "C (hold)", "?", "Esc"):
+        assert shortcut.replace(" + ", "+") in listed.replace(" + ", "+"), shortcut
+    _keys(browser, "f", "e")  # single keys do nothing while the help is open
+    _keys(browser, Keys.ESCAPE)
+    assert help_dialog.get_attribute("open") is None
+    assert browser.find_element("id", "status").text.startswith("Loaded 'scene.png'") and not erase.is_selected()
+    browser.find_element("id", "help-button").click()
+    assert help_dialog.get_attribute("open") is not None
+    _keys(browser, "?")
+    assert help_dialog.get_attribute("open") is None
+
+    # F fills (here: the empty-mask refusal, then a real fill); letters typed in the drop-down are its own
+    _keys(browser, "f")
+    assert "The mask is empty" in _wait_for_status(browser, kinds=("error",))[1]
+    _set_brush(browser, 30)
+    _stroke(browser, (-100, 0), (200, 0))
+    browser.find_element("id", "strategy").send_keys("w")  # typeahead selects "whole"; no shortcut fires
+    assert browser.find_element("id", "strategy").get_attribute("value") == "whole"
+    assert "The mask is empty" in browser.find_element("id", "status").text
+    browser.find_element("id", "brush").click()  # focus away from the drop-down
+    _keys(browser, "f")
+    kind, text = _wait_for_status(browser)
+    assert kind == "ok" and text.endswith("(strategy whole).")
+    # every button says its shortcut to assistive technology and in its tooltip
+    for button, shortcut in (("undo", "Control+Z"), ("fill", "F"), ("show-original", "C"), ("help-button", "?")):
+        assert browser.find_element("id", button).get_attribute("aria-keyshortcuts").startswith(shortcut)
+
+
+def test_page_sends_the_strategy_and_large_images_default_to_crop_in_chromium(default_page_url, browser,
+                                                                              tmp_path, generator):
+    picture = _picture(360, 640)  # longer side 640 > the working size 512: auto is crop
+    _open(browser, default_page_url, tmp_path, picture, "wide.png")
+    hint = browser.find_element("id", "strategy-hint").text
+    assert hint.startswith("This 640x360 px image will be filled with crop"), hint
+    assert browser.find_element("id", "strategy").get_attribute("value") == "auto"
+    browser.execute_script("""window.sent = []; const send = window.fetch;
+        window.fetch = (url, init) => { if (init && init.body instanceof FormData) window.sent.push(init.body.get("strategy"));
+                                        return send(url, init); };""")
+    _set_brush(browser, 30)
+    _stroke(browser, (-80, -20), (160, 40))
+    hole = _mask_alpha(browser) > 127
+    for chosen, used in (("auto", "crop"), ("whole", "whole"), ("crop", "crop")):
+        browser.execute_script("const s = document.getElementById('strategy'); s.value = arguments[0];"
+                               "s.dispatchEvent(new Event('change'));", chosen)
+        if chosen == "whole":
+            assert "filled with whole (the whole image at once; slow for an image this large)" in \
+                browser.find_element("id", "strategy-hint").text
+        browser.find_element("id", "fill").click()
+        kind, text = _wait_for_status(browser, contains=f"(strategy {used})")
+        assert kind == "ok", text
+        result = _page_png(browser, "document.getElementById('result').src")
+        assert np.array_equal(result, _library_fill(generator, picture, hole, used)), chosen
+        browser.execute_script("document.getElementById('status').className = ''")  # the next wait sees a new answer
+    assert browser.execute_script("return window.sent") == ["auto", "whole", "crop"]

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from pixelssl.data.datasets import UnreadableImage, read_rgb
 from pixelssl.errors import DataError, PixelSSLError
+from pixelssl.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -282,10 +283,7 @@ def write_coco_json(data: dict[str, Any], path: str | Path) -> Path:
     """Write a COCO dict as JSON atomically (parent folders created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-    return path
+    return atomic_write(path, json.dumps(data))
 
 
 def write_coco_subset(source: str | Path, destination: str | Path, fraction: float, seed: int = 0) -> dict[str, Any]:

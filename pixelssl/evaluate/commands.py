@@ -12,7 +12,6 @@ import argparse
 import datetime
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.evaluate.metrics import jsonable
 from pixelssl.evaluate.source import resolve_backbone, run_directory
 from pixelssl.export.importers import IMPORT_FORMATS
+from pixelssl.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +105,7 @@ def output_dir(args: argparse.Namespace, kind: str) -> Path:
 def write_eval_json(out: Path, record: dict[str, Any]) -> Path:
     """Write ``eval.json`` atomically (strict JSON: NaN becomes null)."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "eval.json"
-    tmp = path.with_name("eval.json.tmp")
-    tmp.write_text(json.dumps(jsonable(record), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(out / "eval.json", json.dumps(jsonable(record), indent=2, allow_nan=False) + "\n")
 
 
 def _print_summary(kind: str, metrics: dict[str, Any], path: Path) -> None:

@@ -44,6 +44,7 @@ from pixelssl.evaluate.detection_models import (
     fpn_state_width,
     load_fpn_state,
 )
+from pixelssl.io import save_weights
 from pixelssl.models.backbones import Backbone, build_backbone
 
 log = logging.getLogger(__name__)
@@ -275,17 +276,12 @@ def finetune_detection(backbone: Backbone, train_ds: Any, val_ds: Any, config: D
 def save_detector(model: nn.Module, path: str | Path, cfg: Any, arch: str, fpn_channels: int, names: list[str],
                   category_ids: list[int]) -> None:
     """Weights as safetensors (written atomically) with what ``load_detector`` needs in its metadata."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": "pixelssl-detection", "backbone": arch, "fpn_channels": fpn_channels,
             "class_names": names, "category_ids": category_ids,
             **{key: (list(getattr(cfg, key)) if key == "anchor_sizes" else getattr(cfg, key)) for key in MODEL_KEYS}}
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"pixelssl": json.dumps(meta)})
-    tmp.replace(path)
+    save_weights(model.state_dict(), path, metadata={"pixelssl": json.dumps(meta)})
 
 
 def load_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -19,8 +19,9 @@ from pixelssl import __version__
 from pixelssl.config import load_config, to_dict
 from pixelssl.errors import PixelSSLError
 from pixelssl.evaluate.commands import output_dir, write_eval_json
-from pixelssl.evaluate.source import resolve_backbone, run_directory, sha256_file
+from pixelssl.evaluate.source import resolve_backbone, run_directory
 from pixelssl.export.importers import IMPORT_FORMATS
+from pixelssl.io import sha256_file
 
 log = logging.getLogger(__name__)
 

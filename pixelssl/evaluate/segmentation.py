@@ -45,6 +45,7 @@ from pixelssl.evaluate.common import (
 from pixelssl.evaluate.features import same_shape_batches
 from pixelssl.evaluate.metrics import ConfusionMatrix
 from pixelssl.evaluate.transforms import JointAugmentConfig, JointAugmentDataset, prepare_image, validate_augment
+from pixelssl.io import save_weights
 from pixelssl.models.backbones import Backbone, ResNetBackbone, build_backbone
 
 log = logging.getLogger(__name__)
@@ -401,16 +402,11 @@ def finetune_segmentation(backbone: Backbone, train_ds: Any, val_ds: Any, config
 # --------------------------------------------------------------------------- checkpoint
 def save_segmentation_model(model: SegmentationModel, path: str | Path, cfg: Any, names: list[str]) -> None:
     """Weights as safetensors (written atomically) with what ``load_segmentation_model`` needs in its metadata."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": "pixelssl-segmentation", "backbone": str(getattr(model.backbone, "name", "")),
             "class_names": names, **{key: getattr(cfg, key) for key in MODEL_KEYS}}
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"pixelssl": json.dumps(meta)})
-    tmp.replace(path)
+    save_weights(model.state_dict(), path, metadata={"pixelssl": json.dumps(meta)})
 
 
 def load_segmentation_model(path: str | Path) -> tuple[SegmentationModel, dict[str, Any]]:

@@ -15,7 +15,6 @@ and returns the backbone with a JSON-able description (kind, arch, path, sha256 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from omegaconf import OmegaConf
 
 from pixelssl.errors import PixelSSLError
+from pixelssl.io import sha256_file
 from pixelssl.models.backbones import (
     Backbone,
     available_backbones,
@@ -35,15 +35,6 @@ from pixelssl.models.backbones import (
 DEFAULT_ARCH = "resnet50"
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 RESNETS = tuple(name for name in available_backbones() if not name.startswith("timm:"))
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def infer_arch(state: dict[str, torch.Tensor]) -> str | None:

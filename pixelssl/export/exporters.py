@@ -19,18 +19,15 @@ FCOS's names) are written beside a ``torchvision`` or ``safetensors`` export.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import torch
 
 from pixelssl.errors import PixelSSLError
 from pixelssl.export.keymaps import to_detectron2
 from pixelssl.export.source import ExportSource, load_source
-from pixelssl.models.backbones import save_weights
+from pixelssl.io import atomic_write, save_weights
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +38,13 @@ FORMATS = tuple(SUFFIXES)
 _WITH_EXTRAS = ("torchvision", "safetensors")
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file through a temp file and a rename, so a failed export never leaves a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_backbone(source: ExportSource, to: str, path: Path) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in source.backbone.items()}
     if to in ("torchvision", "timm"):
-        _atomic_write(path, lambda handle: torch.save(state, handle))
+        atomic_write(path, lambda handle: torch.save(state, handle))
     elif to == "detectron2":
         payload = {"model": to_detectron2(state), "__author__": "pixelssl", "matching_heuristics": True}
-        _atomic_write(path, lambda handle: pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL))
+        atomic_write(path, lambda handle: pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL))
     else:
         save_weights(state, path)
 

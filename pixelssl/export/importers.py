@@ -51,7 +51,8 @@ from torch import Tensor
 from pixelssl.errors import WeightsFileError
 from pixelssl.evaluate.source import RESNETS, infer_arch
 from pixelssl.export.keymaps import torchvision_name
-from pixelssl.models.backbones import build_backbone, save_weights
+from pixelssl.io import save_weights
+from pixelssl.models.backbones import build_backbone
 from pixelssl.models.safe_load import ARGPARSE_NAMESPACE, NUMPY_SCALARS, load_weights_file
 
 log = logging.getLogger(__name__)

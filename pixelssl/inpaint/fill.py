@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.inpaint.masks import load_mask
 from pixelssl.inpaint.networks import InpaintGenerator
 from pixelssl.inpaint.train import build_generator, to_signed, to_unit
+from pixelssl.io import atomic_write
 from pixelssl.train.logger import Progress
 
 log = logging.getLogger(__name__)
@@ -268,16 +268,12 @@ def save_png(image: Tensor, path: str | Path) -> Path:
     if image_format is None:
         raise PixelSSLError(f"cannot write '{path}': unknown image format '{path.suffix}' (use .png)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    options = {"compress_level": PNG_COMPRESS_LEVEL} if image_format == "PNG" else {}
+    picture = Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy()))
     try:
-        options = {"compress_level": PNG_COMPRESS_LEVEL} if image_format == "PNG" else {}
-        Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy())).save(tmp, format=image_format, **options)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda handle: picture.save(handle, format=image_format, **options))
     except (ValueError, OSError) as exc:
         raise PixelSSLError(f"cannot write '{path}': {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------ batch mode

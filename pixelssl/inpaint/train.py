@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
@@ -35,6 +34,7 @@ from pixelssl.inpaint.config import InpaintConfig
 from pixelssl.inpaint.losses import InpaintLoss
 from pixelssl.inpaint.masks import sample_training_masks
 from pixelssl.inpaint.networks import InpaintCritics, InpaintGenerator, parameter_count
+from pixelssl.io import save_weights
 from pixelssl.train.checkpoint import save_checkpoint
 from pixelssl.train.logger import MetricsWriter, Progress
 from pixelssl.train.run import start_run, timestamped
@@ -138,12 +138,9 @@ def build_generator(model_cfg: Any) -> InpaintGenerator:
 
 def save_generator(generator: InpaintGenerator, model_cfg: Any, path: Path) -> None:
     """Generator weights as safetensors; the model config rides along in the metadata (``pixelssl_inpaint``)."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     meta = {"pixelssl_inpaint": json.dumps(to_dict(model_cfg) if not isinstance(model_cfg, dict) else model_cfg),
             "pixelssl_version": __version__}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    save_weights(generator.state_dict(), path, metadata=meta)
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from pathlib import Path
 from torch import Tensor, nn
 from torchvision.models import resnet
 
+from pixelssl.io import save_weights
 from pixelssl.models.safe_load import load_weights_file
 
 _RESNETS = {"resnet18": resnet.resnet18, "resnet34": resnet.resnet34, "resnet50": resnet.resnet50,
@@ -178,11 +179,3 @@ def save_backbone(model: nn.Module, path: str | Path) -> None:
     save_weights(model.state_dict(), path)
 
 
-def save_weights(state: dict[str, Tensor], path: str | Path) -> None:
-    """Write tensors as safetensors, atomically (temp file, then rename)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-    tmp.replace(path)

@@ -22,6 +22,7 @@ from PIL import Image
 from torch import nn
 
 from pixelssl import __version__
+from pixelssl.io import atomic_write
 from pixelssl.report import plots
 from pixelssl.report.figures import KINDS, Encoders, RunFigure, figure_images, run_figures
 from pixelssl.report.sources import RunData, load_run
@@ -276,8 +277,6 @@ def write_report(runs: Sequence[str | Path], out: str | Path, *, images: int = 2
             f"{_figures(loaded, figures, names, images)}{_config(loaded)}</body></html>\n")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    atomic_write(out, page)
     log.info("report written to %s in %.1f s", out, time.perf_counter() - started)
     return out

@@ -9,7 +9,6 @@ newest is truncated or corrupt.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import platform
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from pixelssl.errors import PixelSSLError
+from pixelssl.io import atomic_link, atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +30,6 @@ class CheckpointError(PixelSSLError):
     """A checkpoint that cannot be used: missing, truncated, failing its checksum, or not loadable safely."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def software_versions() -> dict[str, str]:
     """Versions stored with every checkpoint, so a resume can say what produced it."""
     from pixelssl import __version__
@@ -45,49 +37,15 @@ def software_versions() -> dict[str, str]:
     return {"pixelssl": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    """``torch.save`` (or bytes) to ``path`` through ``pixelssl.io.atomic_write`` (temp file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
-            if isinstance(obj, bytes):
-                handle.write(obj)
-            else:
-                torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, obj if isinstance(obj, bytes) else lambda handle: torch.save(obj, handle))
     except OSError as exc:
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         raise CheckpointError(f"cannot write '{path}': {reason}; earlier files in {path.parent} are untouched") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _atomic_link(target: Path, link: Path) -> None:
-    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        tmp.unlink()
-    try:
-        os.link(target, tmp)
-    except OSError:  # filesystems without hard links: fall back to a copy
-        import shutil
-
-        shutil.copyfile(target, tmp)
-    os.replace(tmp, link)
-    _fsync_dir(link.parent)
 
 
 def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
@@ -112,8 +70,8 @@ def save_checkpoint(folder: Path, state: dict, step: int, keep: int) -> Path:
     folder = Path(folder)
     path = folder / f"step_{step:08d}.pt"
     atomic_save({**state, "versions": software_versions()}, path)
-    atomic_save(f"{sha256_of(path)}  {path.name}\n".encode(), _checksum_file(path))
-    _atomic_link(path, folder / "last.pt")
+    atomic_save(f"{sha256_file(path)}  {path.name}\n".encode(), _checksum_file(path))
+    atomic_link(path, folder / "last.pt")
     for _, old in step_checkpoints(folder)[:-keep] if keep > 0 else step_checkpoints(folder):
         old.unlink()
         _checksum_file(old).unlink(missing_ok=True)
@@ -143,7 +101,7 @@ def load_checkpoint(path: Path, verify: bool = True) -> dict:
         expected = _recorded_checksum(path)
         if expected is None:
             log.warning("checkpoint '%s' has no recorded checksum; loading it unverified", path)
-        elif sha256_of(path) != expected:
+        elif sha256_file(path) != expected:
             raise CheckpointError(f"checkpoint '{path}' is corrupt: its SHA-256 differs from the one recorded "
                                   "when it was written (truncated or modified file)")
     try:

@@ -27,8 +27,9 @@ from pixelssl.data.device_batch import DeviceBatches
 from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
 from pixelssl.data.worker_report import reporting
 from pixelssl.errors import DataError, PixelSSLError, Preempted, TrainingDiverged
+from pixelssl.io import save_weights
 from pixelssl.methods.registry import build_method
-from pixelssl.models.backbones import save_backbone, save_weights
+from pixelssl.models.backbones import save_backbone
 from pixelssl.train import distributed
 from pixelssl.train.checkpoint import save_checkpoint
 from pixelssl.train.lock import RunLock

@@ -7,7 +7,8 @@ import torch
 import torchvision
 
 from pixelssl.errors import PixelSSLError
-from pixelssl.evaluate.source import resolve_backbone, sha256_file
+from pixelssl.evaluate.source import resolve_backbone
+from pixelssl.io import sha256_file
 from pixelssl.models.backbones import build_backbone, save_backbone
 
 

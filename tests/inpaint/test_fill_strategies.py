@@ -182,9 +182,8 @@ def test_folder_fill_never_leaves_partial_files(generator, folders, monkeypatch,
 
     def failing_save(self, fp, *args, **kwargs):
         calls.append(fp)
-        if len(calls) == 2:  # the second output: some bytes reach the disk, then the write fails
-            with open(fp, "wb") as handle:
-                handle.write(b"\x89PNG partial")
+        if len(calls) == 2:  # the second output: some bytes reach the disk (its open temp file), then it fails
+            fp.write(b"\x89PNG partial")
             raise failure
         return save(self, fp, *args, **kwargs)
 

@@ -11,7 +11,7 @@ import pickle
 import pytest
 import torch
 
-from pixelssl.train import checkpoint as ckpt
+from pixelssl.io import sha256_file
 from pixelssl.train.checkpoint import CheckpointError, load_checkpoint, load_newest_valid, save_checkpoint
 
 
@@ -27,7 +27,7 @@ def _write_steps(folder, steps, keep=10):
 def test_checksum_recorded_and_verified(tmp_path):
     _write_steps(tmp_path, [1])
     sidecar = tmp_path / "step_00000001.pt.sha256"
-    assert sidecar.read_text().split()[0] == ckpt.sha256_of(tmp_path / "step_00000001.pt")
+    assert sidecar.read_text().split()[0] == sha256_file(tmp_path / "step_00000001.pt")
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["step"] == 1 and state["versions"]["torch"] == torch.__version__
 

@@ -1,5 +1,6 @@
 """The figure set of a run: a method's dense features on a fixed set of images and view pairs, drawn with
-``report.attention``. Shared by the HTML report and the periodic TensorBoard figures.
+``report.attention``. Shared by the HTML report and the periodic TensorBoard figures (``TensorBoardFigures``, the
+drawer the pre-training command hands to ``train.logger.MetricsWriter``).
 
 Images: held-out synthetic scenes (split ``val``, the run's generator settings) for runs on the built-in scenes,
 else the first images of the run's ``data.root`` (sorted by path); each squared (shorter side resized, centre crop).
@@ -10,7 +11,7 @@ no photometric augmentation (the geometry is what matters here).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -181,3 +182,20 @@ def _view_figures(encoders: Encoders, item: FigureImage) -> list[RunFigure]:
     out.append(RunFigure("sr_weights", item.name,
                          attention.sr_weights_figure(v1.image, weights, v1.box, v1.flipped, v2.box)))
     return out
+
+
+class TensorBoardFigures:
+    """The periodic TensorBoard figures of a pre-training run (``train.figure_every``): every figure kind of the
+    run's first fixed image, tagged ``figures/<kind>/<image index>``. A ``train.logger.FigureDrawer``; the image is
+    prepared on first use, from the run's config."""
+
+    def __init__(self, count: int = 1) -> None:
+        self.count = count
+        self._images: list[FigureImage] | None = None
+
+    def __call__(self, method: nn.Module, cfg: Any) -> Iterable[tuple[str, np.ndarray]]:
+        if self._images is None:
+            self._images = figure_images(cfg, count=self.count)
+        for index, image in enumerate(self._images):
+            for fig in run_figures(Encoders.of(method, cfg), [image]):
+                yield f"figures/{fig.kind}/{index}", fig.rgb

@@ -12,21 +12,24 @@ from pixelssl.errors import PixelSSLError
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    from pixelssl.report.figures import TensorBoardFigures  # train.figure_every's drawer
     from pixelssl.train.loop import pretrain
 
+    figures = TensorBoardFigures()
     if args.resume == "auto":  # re-runnable command line (SLURM requeue): resume the named run if it has started
         cfg = load_config(PretrainConfig, args.config, args.overrides)
         if not cfg.run.name:
             raise PixelSSLError("--resume auto needs a fixed run.name (e.g. run.name=my_run) to find the run again")
         run_dir = Path(cfg.run.output_dir) / cfg.run.name
         started = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("*.pt"))
-        result = pretrain(resume=run_dir, overrides=args.overrides) if started else pretrain(cfg)
+        result = pretrain(resume=run_dir, overrides=args.overrides, figures=figures) if started else \
+            pretrain(cfg, figures=figures)
     elif args.resume:
         if args.config:
             raise PixelSSLError("--resume continues a run with its saved config; do not pass --config with it")
-        result = pretrain(resume=args.resume, overrides=args.overrides)
+        result = pretrain(resume=args.resume, overrides=args.overrides, figures=figures)
     else:
-        result = pretrain(load_config(PretrainConfig, args.config, args.overrides))
+        result = pretrain(load_config(PretrainConfig, args.config, args.overrides), figures=figures)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     print(f"run: {result.run_dir}")

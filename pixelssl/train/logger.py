@@ -1,5 +1,9 @@
 """Run metrics: one JSON object per line in ``metrics.jsonl``, the same scalars in TensorBoard, and a rich
-progress bar on interactive terminals (plain log lines otherwise)."""
+progress bar on interactive terminals (plain log lines otherwise).
+
+TensorBoard images come from a ``FigureDrawer`` handed in by the caller (the pre-training command hands the
+report's, ``report.figures.TensorBoardFigures``): the logger knows how to write and time them, not how to draw.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,14 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# (method, run config) -> (TensorBoard tag, (H, W, 3) uint8 RGB array) for each figure; no state of the method changes.
+FigureDrawer = Callable[[Any, Any], Iterable[tuple[str, Any]]]
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -31,7 +39,7 @@ def read_metrics(path: Path) -> list[dict]:
 class MetricsWriter:
     """Appends metric records; on resume, drops records past the resumed step so curves stay single-valued."""
 
-    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool) -> None:
+    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool, figures: FigureDrawer | None = None) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         if start_step > 0 and self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) < start_step]
@@ -40,7 +48,7 @@ class MetricsWriter:
             self.path.unlink()
         self._file = open(self.path, "a", buffering=1)
         self._tb = None
-        self._figure_images: list | None = None  # report.figures' fixed images, prepared on first use
+        self._figures = figures
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -55,24 +63,19 @@ class MetricsWriter:
                     self._tb.add_scalar(key, value, step)
 
     def write_figures(self, step: int, method: Any, cfg: Any) -> float:
-        """The report's figures of the model now (attention, PCA, matches, PPM / SR weights on one fixed image) as
-        TensorBoard images; returns the seconds spent, which the loop keeps out of its throughput. A figure that
-        fails is reported and switched off: a diagnostic must not stop training."""
-        if self._tb is None or self._figure_images == []:
+        """The figure drawer's images of the model now as TensorBoard images; returns the seconds spent, which the
+        loop keeps out of its throughput. A drawer that fails is reported and switched off: a diagnostic must not
+        stop training."""
+        if self._tb is None or self._figures is None:
             return 0.0
-        from pixelssl.report.figures import Encoders, figure_images, run_figures
-
         started = time.perf_counter()
         try:
-            if self._figure_images is None:
-                self._figure_images = figure_images(cfg, count=1)
-            for index, image in enumerate(self._figure_images):
-                for fig in run_figures(Encoders.of(method, cfg), [image]):
-                    self._tb.add_image(f"figures/{fig.kind}/{index}", fig.rgb, step, dataformats="HWC")
+            for tag, rgb in self._figures(method, cfg):
+                self._tb.add_image(tag, rgb, step, dataformats="HWC")
         except Exception as exc:  # noqa: BLE001 - any failure of a diagnostic is logged, never raised
             log.warning("train.figure_every: figures failed at step %d (%s); no more figures this run", step,
                         str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            self._figure_images = []
+            self._figures = None
         return time.perf_counter() - started
 
     def close(self) -> None:

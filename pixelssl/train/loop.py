@@ -33,7 +33,7 @@ from pixelssl.models.backbones import save_backbone
 from pixelssl.train import distributed
 from pixelssl.train.checkpoint import save_checkpoint
 from pixelssl.train.lock import RunLock
-from pixelssl.train.logger import MetricsWriter, Progress
+from pixelssl.train.logger import FigureDrawer, MetricsWriter, Progress
 from pixelssl.train.monitor import build_monitor
 from pixelssl.train.numerics import NonFiniteGuard, first_nonfinite, gradient_problem
 from pixelssl.train.optim import build_optimizer, lr_at, set_lr
@@ -69,13 +69,17 @@ def default_run_name(cfg: PretrainConfig) -> str:
 
 
 def pretrain(cfg: PretrainConfig | None = None, resume: str | Path | None = None,
-             overrides: list[str] | None = None) -> PretrainResult:
+             overrides: list[str] | None = None, figures: FigureDrawer | None = None) -> PretrainResult:
     """Pre-train a backbone with the configured method; ``resume`` continues a run exactly where it stopped.
 
     Started by ``torchrun`` (WORLD_SIZE > 1), each process trains on its shard of every step's batch; the
-    result is the same in every process.
+    result is the same in every process. ``figures`` draws the TensorBoard images every ``train.figure_every``
+    steps (``pixelssl pretrain`` hands ``report.figures.TensorBoardFigures()``).
     """
     cfg, state, ckpt_path = load_run_config(PretrainConfig, cfg, resume, overrides, RESUME_SAFE_KEYS)
+    if cfg.train.figure_every and figures is None:
+        log.warning("train.figure_every=%d, but pretrain() was given no figure drawer (figures=pixelssl.report."
+                    "figures.TensorBoardFigures()); no figures this run", cfg.train.figure_every)
     ctx = distributed.init(cfg.train.device)
     package_log = logging.getLogger("pixelssl")
     level = package_log.level
@@ -83,7 +87,7 @@ def pretrain(cfg: PretrainConfig | None = None, resume: str | Path | None = None
         package_log.setLevel(logging.WARNING)  # rank 0 reports; the others only warn
     finished = False
     try:
-        result = _pretrain(cfg, state, ckpt_path, ctx)
+        result = _pretrain(cfg, state, ckpt_path, ctx, figures)
         finished = True
         return result
     finally:
@@ -99,7 +103,7 @@ def _check_compile(device: torch.device) -> None:
 
 
 def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
-              ctx: distributed.DistContext) -> PretrainResult:
+              ctx: distributed.DistContext, figures: FigureDrawer | None) -> PretrainResult:
     t = cfg.train
     if t.threads > 0:
         torch.set_num_threads(t.threads)
@@ -155,7 +159,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
              ctx.world_size, local_batch, peak_lr, precision.label, device)
     loader = build_pretrain_loader(dataset, t.batch_size, t.seed, start_step, total_steps, cfg.data.num_workers,
                                    pin_memory=device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
-    writer = MetricsWriter(run_dir, start_step, t.tensorboard) if ctx.is_main else None
+    writer = MetricsWriter(run_dir, start_step, t.tensorboard, figures) if ctx.is_main else None
     bar = Progress(total_steps, start_step, t.progress and ctx.is_main, f"{cfg.method.name}")
     ckpt_dir = run_dir / "checkpoints"
     guard = NonFiniteGuard(t.nonfinite, t.max_nonfinite_skips, nonfinite_skips)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pixelssl.config import PretrainConfig, load_config
+from pixelssl.report.figures import TensorBoardFigures
 from pixelssl.train.loop import pretrain
 
 TINY = [
@@ -21,7 +22,7 @@ TINY = [
 def tiny_run(root: Path, name: str, *extra: str) -> Path:
     """A finished two-step run directory (metrics, checkpoint, backbone export)."""
     cfg = load_config(PretrainConfig, overrides=[*TINY, f"run.output_dir={root}", f"run.name={name}", *extra])
-    return pretrain(cfg).run_dir
+    return pretrain(cfg, figures=TensorBoardFigures()).run_dir
 
 
 @pytest.fixture(scope="session")

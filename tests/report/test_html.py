@@ -191,6 +191,31 @@ def test_tensorboard_figures_every_n_steps(runs):
     assert Image.open(io.BytesIO(image[0].encoded_image_string)).width > 0
 
 
+def test_the_pretrain_command_hands_the_figures_to_training_and_the_api_warns_without_them(tmp_path, caplog):
+    """``pixelssl pretrain`` hands ``TensorBoardFigures`` to the loop (train/ does not import report/); a direct
+    ``pretrain(cfg)`` with ``train.figure_every`` and no drawer says so and trains without figures."""
+    import logging
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from pixelssl.train.loop import pretrain
+
+    common = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj_dim=16", "data.image_size=64",
+              "data.synthetic.num_images=4", "data.synthetic.size=64", "data.num_workers=0", "train.batch_size=4",
+              "train.max_steps=1", "train.progress=false", "train.amp=fp32", "train.tensorboard=true",
+              "train.figure_every=1", f"run.output_dir={tmp_path}"]
+    with caplog.at_level(logging.WARNING, logger="pixelssl.train.loop"):
+        result = pretrain(load_config(PretrainConfig, overrides=[*common, "run.name=api"]))
+    assert "given no figure drawer" in caplog.text
+    events = EventAccumulator(str(result.run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert events.Tags()["images"] == []
+    assert main(["pretrain", "--config", "pixpro_r18_demo", *common, "run.name=cli"]) == 0  # (resets logging)
+    events = EventAccumulator(str(tmp_path / "cli" / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert "figures/attention/0" in events.Tags()["images"]
+
+
 def test_figures_during_training_leave_the_weights_unchanged(runs, tmp_path, make_run):
     from pixelssl.train.checkpoint import load_checkpoint
 

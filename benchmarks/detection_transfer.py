@@ -70,7 +70,7 @@ def pretrain_pixpro(out: Path, steps: int) -> tuple[Path, dict]:
 
 def finetune(spec: str, model: str, data: Path, args: argparse.Namespace) -> dict:
     from pixelssl.config import load_config, to_dict
-    from pixelssl.evaluate.coco import CocoDetection
+    from pixelssl.data.coco import CocoDetection
     from pixelssl.evaluate.detection import DetectionConfig, finetune_detection
     from pixelssl.evaluate.source import resolve_backbone
 

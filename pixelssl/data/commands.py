@@ -25,7 +25,7 @@ def _export_coco(args: argparse.Namespace) -> int:
 
 
 def _coco_subset(args: argparse.Namespace) -> int:
-    from pixelssl.evaluate.coco import write_coco_subset
+    from pixelssl.data.coco import write_coco_subset
 
     summary = write_coco_subset(args.json, args.out, args.fraction, args.seed)
     print(f"wrote {args.out}: {summary['num_images']} of {summary['of_images']} images, "

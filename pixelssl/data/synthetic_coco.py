@@ -77,7 +77,7 @@ def coco_split(scenes: SyntheticScenes, out: str | Path, prefix: str, min_area: 
 def export_synthetic_coco(out: str | Path, train_images: int, val_images: int = 0, size: int = 128,
                           num_classes: int = 6, seed: int = 0, min_area: int = MIN_AREA) -> dict[str, Path]:
     """Write the synthetic train (and val, when ``val_images`` > 0) splits as COCO into ``out``; returns the jsons."""
-    from pixelssl.evaluate.coco import write_coco_json
+    from pixelssl.data.coco import write_coco_json
 
     out = Path(out)
     written = {}

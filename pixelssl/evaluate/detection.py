@@ -7,7 +7,7 @@ pycocotools (box AP, plus mask AP for Mask R-CNN) on a validation set. Batches d
 
 Usage::
 
-    from pixelssl.evaluate.coco import CocoDetection
+    from pixelssl.data.coco import CocoDetection
     from pixelssl.evaluate.detection import DetectionConfig, finetune_detection
     train = CocoDetection("data/train.json", "data/images")
     val = CocoDetection("data/val.json", "data/images")

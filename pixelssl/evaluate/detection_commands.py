@@ -64,7 +64,7 @@ def _fpn_state(args: argparse.Namespace, fpn_init: bool) -> tuple[Any, dict[str,
 
 
 def _finetune_det(args: argparse.Namespace) -> int:
-    from pixelssl.evaluate.coco import CocoDetection, write_coco_subset
+    from pixelssl.data.coco import CocoDetection, write_coco_subset
     from pixelssl.evaluate.detection import DetectionConfig, finetune_detection
 
     overrides = list(args.overrides)

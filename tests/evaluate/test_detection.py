@@ -11,9 +11,9 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from pixelssl.cli import main
+from pixelssl.data.coco import CocoDetection
 from pixelssl.data.synthetic_coco import export_synthetic_coco
 from pixelssl.errors import PixelSSLError
-from pixelssl.evaluate.coco import CocoDetection
 from pixelssl.evaluate.coco_eval import coco_metrics
 from pixelssl.evaluate.detection import DetectionConfig, finetune_detection, hflip, load_detector, lr_factor
 from pixelssl.evaluate.detection_models import build_detector, load_fpn_state

@@ -15,10 +15,10 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from pixelssl.cli import main
+from pixelssl.data.coco import CocoDetection, coco_subset, read_coco_json, subset_size, write_coco_json
 from pixelssl.data.synthetic import SyntheticScenes
 from pixelssl.data.synthetic_coco import export_synthetic_coco
 from pixelssl.errors import DataError, PixelSSLError
-from pixelssl.evaluate.coco import CocoDetection, coco_subset, read_coco_json, subset_size, write_coco_json
 
 SIZE = 64
 

@@ -26,7 +26,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from pixelssl.data import datasets  # noqa: E402
+from pixelssl.data import datasets, decode  # noqa: E402
 from pixelssl.data.device_augment import build_param_samplers  # noqa: E402
 from pixelssl.data.device_decode import PendingDecode  # noqa: E402
 from pixelssl.data.loader import TwoViewDataset, collate_pairs  # noqa: E402
@@ -70,13 +70,13 @@ def main() -> None:
         files = [synthetic_jpeg(Path(tmp), 640, 480), synthetic_jpeg(Path(tmp), 1280, 960)]
         files += sorted(camvid.glob("*.jpg"))[:1] if camvid.is_dir() else []
         for path in files:
-            fast = best_ms(lambda p=path: datasets.read_rgb(p), args.calls, args.repeats)
-            original = datasets._decode_jpeg
-            datasets._decode_jpeg = lambda p, image: None  # the PIL path
+            fast = best_ms(lambda p=path: decode.read_rgb(p), args.calls, args.repeats)
+            original = decode._decode_jpeg
+            decode._decode_jpeg = lambda p, image: None  # the PIL path
             try:
-                pil = best_ms(lambda p=path: datasets.read_rgb(p), args.calls, args.repeats)
+                pil = best_ms(lambda p=path: decode.read_rgb(p), args.calls, args.repeats)
             finally:
-                datasets._decode_jpeg = original
+                decode._decode_jpeg = original
             width, height = Image.open(path).size
             rows.append({"file": "CamVid frame" if path.parent == camvid else "synthetic", "size": f"{width}x{height}",
                          "decode_jpeg_ms": round(fast[1], 2), "pil_ms": round(pil[1], 2),

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pixelssl.data.datasets import UnreadableImage, read_rgb
+from pixelssl.data.decode import UnreadableImage, read_rgb
 from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.io import atomic_write
 

@@ -7,9 +7,7 @@ Two small protocols, which ``data.synthetic.SyntheticScenes`` also implements:
 - segmentation dataset (evaluation): ``len(ds)``, ``ds[i] -> (uint8 (3, H, W), int64 (H, W))``, ``num_classes``,
   ``ignore_index``, ``class_names`` and ``ds.name(i) -> str``.
 
-Every image goes through ``read_rgb``: EXIF orientation applied, any PIL mode converted to 8-bit RGB
-(transparent areas composited over mid-grey, 16-bit greyscale scaled down, not clipped), and a pixel cap
-against decompression bombs checked from the header before decoding.
+Every image is decoded by ``data.decode`` (``read_rgb``, or ``read_encoded`` for the device's JPEG decoder).
 """
 
 from __future__ import annotations
@@ -17,41 +15,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torchvision
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
+from pixelssl.data.decode import MAX_PIXELS, EncodedImage, UnreadableImage, read_encoded, read_rgb
 from pixelssl.errors import DataError
-
-if TYPE_CHECKING:
-    from pixelssl.data.encoded import EncodedImage
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
-MAX_PIXELS = 178_956_970  # PIL's hard decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS), set explicitly here
-TRANSPARENT_FILL = (128, 128, 128)  # transparent pixels become mid-grey, close to the ImageNet mean
-
-
-class UnreadableImage(DataError):
-    """An image file that cannot be decoded (corrupt, truncated, not an image, too large)."""
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        reason = " ".join(reason.split())  # one line, whatever the decoder said
-        super().__init__(f"cannot read image {path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-
-    def __reduce__(self):  # keep (path, reason) through pickling, e.g. out of a data-loader worker
-        return (type(self), (self.path, self.reason))
 
 
 class ImageSource(Protocol):
@@ -81,104 +59,6 @@ class SegmentationDataset(Protocol):
 def is_image_file(name: str) -> bool:
     """Whether a file name has an image extension (case-insensitive) and is not hidden (e.g. macOS ``._x.jpg``)."""
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB version of a PIL image of any mode."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit greyscale: scale 0..65535 to 0..255 (PIL's own convert would clip everything above 255).
-        values = np.asarray(image).astype(np.float32)
-        grey = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    if image.mode == "F":
-        return Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8), mode="L").convert("RGB")
-    if (image.mode == "P" and "transparency" in image.info) or image.mode in ("PA", "LA", "La", "RGBa"):
-        image = image.convert("RGBA")
-    if image.mode == "RGBA":
-        background = Image.new("RGB", image.size, TRANSPARENT_FILL)
-        background.paste(image, mask=image.getchannel("A"))
-        return background
-    return image.convert("RGB")
-
-
-@contextmanager
-def unreadable_as(path: str | os.PathLike | BinaryIO) -> Iterator[None]:
-    """Turn whatever PIL or a decoder raises on a bad file into ``UnreadableImage`` naming ``path``, one line."""
-    try:
-        with warnings.catch_warnings():
-            # Our own cap (checked by the callers) is the limit; PIL's softer warning threshold would only add noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    except UnreadableImage:
-        raise
-    except Image.DecompressionBombError as err:
-        raise UnreadableImage(path, f"too many pixels ({err})") from err
-    except FileNotFoundError as err:
-        raise UnreadableImage(path, "file not found") from err
-    except UnidentifiedImageError as err:
-        raise UnreadableImage(path, "not a recognised image format") from err
-    except Exception as err:  # PIL raises many types on corrupt data (OSError, SyntaxError, ValueError, struct.error)
-        raise UnreadableImage(path, f"{type(err).__name__}: {err}") from err
-
-
-def check_pixels(path: str | os.PathLike | BinaryIO, image: Image.Image, max_pixels: int) -> None:
-    """Refuse images above the pixel cap from their header, before anything is decoded."""
-    width, height = image.size
-    if width * height > max_pixels:
-        raise UnreadableImage(path, f"{width}x{height} pixels exceeds the limit of {max_pixels}")
-
-
-def read_rgb(path: str | os.PathLike | BinaryIO, max_pixels: int = MAX_PIXELS) -> Tensor:
-    """Decode an image file as uint8 (3, H, W) RGB, EXIF orientation applied; ``UnreadableImage`` on failure."""
-    with unreadable_as(path), Image.open(path) as image:
-        check_pixels(path, image, max_pixels)
-        fast = _decode_jpeg(path, image)
-        if fast is not None:
-            return fast
-        image.load()
-        try:
-            image = ImageOps.exif_transpose(image)
-        except Exception:  # a broken EXIF block does not make the pixels unreadable; keep them as stored
-            pass
-        array = np.array(_to_rgb(image), dtype=np.uint8)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise UnreadableImage(path, f"decoded to an unexpected array shape {array.shape}")
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
-def is_plain_jpeg(image: Image.Image) -> bool:
-    """RGB or greyscale JPEG: what libjpeg-turbo and nvJPEG decode to RGB (CMYK / YCCK go through PIL)."""
-    return image.format == "JPEG" and image.mode in ("RGB", "L")
-
-
-def decode_jpeg_rgb(data: Tensor | list[Tensor], device: torch.device | str = "cpu",
-                    apply_exif_orientation: bool = False) -> Tensor | list[Tensor]:
-    """``torchvision.io.decode_jpeg`` to RGB of one byte tensor or a list (a list is one batched nvJPEG call on CUDA)."""
-    with warnings.catch_warnings():  # torchvision 0.29 marks its decoders deprecated in favour of TorchCodec
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB, device=device,
-                                          apply_exif_orientation=apply_exif_orientation)
-
-
-def _decode_jpeg(path: str | os.PathLike | BinaryIO, image: Image.Image) -> Tensor | None:
-    """RGB/greyscale JPEG files through ``torchvision.io.decode_jpeg`` (libjpeg-turbo straight into a tensor, about
-    twice as fast as PIL + numpy here, same pixels); None for anything else or on any error, so PIL decides."""
-    if not is_plain_jpeg(image) or not isinstance(path, (str, os.PathLike)):
-        return None
-    try:
-        decoded = decode_jpeg_rgb(read_bytes(path), apply_exif_orientation=True)
-    except Exception:  # truncated, odd EXIF, unsupported variant: PIL's path below reports or copes
-        return None
-    return decoded if decoded.ndim == 3 and decoded.shape[0] == 3 else None
-
-
-def read_bytes(path: str | os.PathLike) -> Tensor:
-    """A file's bytes as a 1-D uint8 tensor (what the JPEG decoders take), in ordinary memory: a loader worker can
-    send it (``torchvision.io.read_file``'s file-backed tensors fail to pickle there, and the loader then hangs)."""
-    with open(path, "rb") as file:
-        return torch.frombuffer(bytearray(file.read()), dtype=torch.uint8)
 
 
 def _scan_images(root: Path) -> tuple[list[Path], list[Path]]:
@@ -237,8 +117,6 @@ class ImageFolder:
 
     def load_encoded(self, index: int) -> EncodedImage | Tensor:
         """Image ``index`` still encoded when it is a plain JPEG (for ``data.device_decode``), else decoded."""
-        from pixelssl.data.encoded import read_encoded
-
         return read_encoded(self.paths[index], self.max_pixels)
 
     def describe(self, index: int) -> str:

@@ -21,8 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pixelssl.data.datasets import UnreadableImage, decode_jpeg_rgb, read_rgb
-from pixelssl.data.encoded import EncodedImage
+from pixelssl.data.decode import EncodedImage, UnreadableImage, decode_jpeg_rgb, read_rgb
 from pixelssl.data.views import CropSpec, render_view
 from pixelssl.errors import DataError
 

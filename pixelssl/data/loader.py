@@ -17,8 +17,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pixelssl.data.datasets import ImageSource, load_with_fallback
+from pixelssl.data.decode import EncodedImage
 from pixelssl.data.device_decode import DECODE_COLUMNS, decode_row
-from pixelssl.data.encoded import EncodedImage
 from pixelssl.data.views import TwoViewSampler, View
 from pixelssl.data.worker_report import LoadTracker
 from pixelssl.errors import DataError

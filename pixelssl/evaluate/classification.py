@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
 from pixelssl.config import opt, register_validator, require
-from pixelssl.data.datasets import is_image_file, read_rgb
+from pixelssl.data.datasets import is_image_file
+from pixelssl.data.decode import read_rgb
 from pixelssl.errors import DataError
 from pixelssl.evaluate.common import select_device, threads, typed_config
 from pixelssl.evaluate.features import check_levels, frozen_features

@@ -49,7 +49,7 @@ def _fill(args: argparse.Namespace) -> int:
         print(result.summary())
         return 0
 
-    from pixelssl.data.datasets import read_rgb
+    from pixelssl.data.decode import read_rgb
     from pixelssl.inpaint.masks import load_mask
 
     image = read_rgb(args.image)

@@ -38,7 +38,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from pixelssl.data.datasets import UnreadableImage, is_image_file, read_rgb
+from pixelssl.data.datasets import is_image_file
+from pixelssl.data.decode import UnreadableImage, read_rgb
 from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.inpaint.masks import load_mask
 from pixelssl.inpaint.networks import InpaintGenerator

@@ -43,7 +43,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import Tensor
 
-from pixelssl.data.datasets import UnreadableImage, read_rgb
+from pixelssl.data.decode import UnreadableImage, read_rgb
 from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.inpaint.contextual_attention import flow_to_image
 from pixelssl.inpaint.fill import PNG_COMPRESS_LEVEL, STRATEGIES, WORKING_SIZE, fill_image, resolve_strategy

@@ -15,13 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pixelssl.data.datasets import (
-    ImageFolder,
-    SegmentationFolder,
-    UnreadableImage,
-    load_with_fallback,
-    read_rgb,
-)
+from pixelssl.data.datasets import ImageFolder, SegmentationFolder, load_with_fallback
+from pixelssl.data.decode import UnreadableImage, read_rgb
 from pixelssl.errors import DataError
 
 
@@ -314,7 +309,7 @@ def test_camvid_val_validates(camvid_root):
 def test_jpeg_fast_path_gives_the_same_pixels_as_pil(tmp_path, monkeypatch):
     """RGB, greyscale and EXIF-rotated JPEGs decode through torchvision.io.decode_jpeg to PIL's exact pixels;
     CMYK JPEGs and truncated files take PIL's path (converted / refused as before)."""
-    from pixelssl.data import datasets
+    from pixelssl.data import decode
 
     rng = np.random.default_rng(3)
     rgb = Image.fromarray(rng.integers(0, 255, (30, 44, 3), dtype=np.uint8))
@@ -325,16 +320,16 @@ def test_jpeg_fast_path_gives_the_same_pixels_as_pil(tmp_path, monkeypatch):
     for name, (image, extra) in cases.items():
         image.save(tmp_path / name, format="JPEG", quality=85, **extra)
     used = []
-    original = datasets._decode_jpeg
-    monkeypatch.setattr(datasets, "_decode_jpeg", lambda p, im: used.append(os.path.basename(p)) or original(p, im))
+    original = decode._decode_jpeg
+    monkeypatch.setattr(decode, "_decode_jpeg", lambda p, im: used.append(os.path.basename(p)) or original(p, im))
     fast = {name: read_rgb(tmp_path / name) for name in cases}
-    monkeypatch.setattr(datasets, "_decode_jpeg", lambda p, im: None)
+    monkeypatch.setattr(decode, "_decode_jpeg", lambda p, im: None)
     slow = {name: read_rgb(tmp_path / name) for name in cases}
     for name in cases:
         assert torch.equal(fast[name], slow[name]), name
     assert tuple(fast["rotated.jpg"].shape[1:]) == (44, 30)
     assert sorted(used) == sorted(cases)  # every file was offered to the fast path; CMYK declined it
-    monkeypatch.setattr(datasets, "_decode_jpeg", original)
+    monkeypatch.setattr(decode, "_decode_jpeg", original)
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG")
     (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[:300])

@@ -13,11 +13,11 @@ import torch
 from PIL import Image, ImageOps
 
 from pixelssl.config import ConfigError, PretrainConfig, load_config
-from pixelssl.data.datasets import MAX_PIXELS, ImageFolder, UnreadableImage, decode_jpeg_rgb, read_rgb
+from pixelssl.data.datasets import ImageFolder
+from pixelssl.data.decode import MAX_PIXELS, EncodedImage, UnreadableImage, decode_jpeg_rgb, read_encoded, read_rgb
 from pixelssl.data.device_augment import build_param_samplers
 from pixelssl.data.device_batch import DeviceBatches
 from pixelssl.data.device_decode import PendingDecode, decode_batch, orient
-from pixelssl.data.encoded import EncodedImage, read_encoded
 from pixelssl.data.loader import TwoViewDataset, build_pretrain_loader, collate_pairs
 from pixelssl.data.views import TwoViewSampler
 

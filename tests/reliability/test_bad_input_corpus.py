@@ -13,7 +13,8 @@ from PIL import Image
 
 from pixelssl.cli import main
 from pixelssl.config import PretrainConfig, load_config
-from pixelssl.data.datasets import ImageFolder, UnreadableImage
+from pixelssl.data.datasets import ImageFolder
+from pixelssl.data.decode import UnreadableImage
 from pixelssl.train.loop import pretrain
 
 TINY = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj_dim=16", "data.image_size=32",

@@ -24,9 +24,10 @@ from omegaconf import OmegaConf
 from pixelssl.errors import PixelSSLError
 from pixelssl.io import sha256_file
 from pixelssl.models.backbones import (
+    RESNETS,
     Backbone,
-    available_backbones,
     build_backbone,
+    infer_arch,
     load_backbone_weights,
     read_state_dict,
     strip_prefixes,
@@ -34,19 +35,6 @@ from pixelssl.models.backbones import (
 
 DEFAULT_ARCH = "resnet50"
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
-RESNETS = tuple(name for name in available_backbones() if not name.startswith("timm:"))
-
-
-def infer_arch(state: dict[str, torch.Tensor]) -> str | None:
-    """The torchvision ResNet whose parameter names and shapes match a state dict (None when none or several do)."""
-    keys = {k: tuple(v.shape) for k, v in state.items() if not k.startswith("fc.")}
-    matches = []
-    for name in RESNETS:
-        with torch.device("meta"):
-            own = {k: tuple(v.shape) for k, v in build_backbone(name).state_dict().items()}
-        if own == keys:
-            matches.append(name)
-    return matches[0] if len(matches) == 1 else None
 
 
 def _seeded_build(arch: str, seed: int) -> Backbone:
@@ -116,7 +104,7 @@ def _torchvision_backbone(arch: str, weights: str, seed: int) -> Backbone:
 
 def _imported(spec: str, arch: str | None, seed: int, from_format: str) -> tuple[Backbone, dict[str, Any]]:
     """A released checkpoint (``--from FORMAT``) converted in memory; ``arch``, if given, must be the file's."""
-    from pixelssl.export.importers import import_checkpoint  # lazy: the importers use infer_arch from this module
+    from pixelssl.export.importers import import_checkpoint  # lazy: the importers are only needed here
 
     path = Path(spec).expanduser()
     imported = import_checkpoint(path, from_format)

@@ -49,10 +49,9 @@ import torch
 from torch import Tensor
 
 from pixelssl.errors import WeightsFileError
-from pixelssl.evaluate.source import RESNETS, infer_arch
 from pixelssl.export.keymaps import torchvision_name
 from pixelssl.io import save_weights
-from pixelssl.models.backbones import build_backbone
+from pixelssl.models.backbones import RESNETS, build_backbone, infer_arch
 from pixelssl.models.safe_load import ARGPARSE_NAMESPACE, NUMPY_SCALARS, load_weights_file
 
 log = logging.getLogger(__name__)

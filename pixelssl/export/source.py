@@ -16,10 +16,9 @@ from pathlib import Path
 from torch import Tensor
 
 from pixelssl.errors import PixelSSLError
-from pixelssl.evaluate.source import RESNETS, infer_arch
 from pixelssl.export.importers import import_checkpoint
 from pixelssl.methods.registry import method_class
-from pixelssl.models.backbones import read_state_dict, strip_prefixes
+from pixelssl.models.backbones import RESNETS, infer_arch, read_state_dict, strip_prefixes
 from pixelssl.train.checkpoint import load_newest_valid, step_checkpoints
 
 log = logging.getLogger(__name__)

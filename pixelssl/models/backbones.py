@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 from torchvision.models import resnet
 
@@ -17,6 +18,7 @@ from pixelssl.models.safe_load import load_weights_file
 
 _RESNETS = {"resnet18": resnet.resnet18, "resnet34": resnet.resnet34, "resnet50": resnet.resnet50,
             "resnet101": resnet.resnet101}
+RESNETS = tuple(sorted(_RESNETS))  # the torchvision ResNets, by name
 LEVELS = ("c2", "c3", "c4", "c5")
 
 
@@ -118,6 +120,18 @@ def build_backbone(name: str, weights: str = "", zero_init_residual: bool = Fals
     if weights:
         load_backbone_weights(model, weights)
     return model
+
+
+def infer_arch(state: dict[str, Tensor]) -> str | None:
+    """The torchvision ResNet whose parameter names and shapes match a state dict (None when none or several do)."""
+    keys = {k: tuple(v.shape) for k, v in state.items() if not k.startswith("fc.")}
+    matches = []
+    for name in RESNETS:
+        with torch.device("meta"):
+            own = {k: tuple(v.shape) for k, v in build_backbone(name).state_dict().items()}
+        if own == keys:
+            matches.append(name)
+    return matches[0] if len(matches) == 1 else None
 
 
 _PREFIXES = ("module.", "backbone.", "encoder.", "model.")

@@ -32,7 +32,7 @@ test: $(STAMP) docs
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 test-all: $(STAMP) docs
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The documentation site (docs/ + mkdocs.yml); --strict fails on broken links. Built into .venv to keep the repo clean.
 docs: $(STAMP)

@@ -216,7 +216,7 @@ def nearest_key(key: str, schema: type) -> str | None:
 def _unknown_key_message(key: str, schema: type, source: str) -> str:
     hint = nearest_key(key, schema)
     tail = f"; did you mean '{hint}'?" if hint else "; run `pixelssl config` to list the keys"
-    return f"unknown config key '{key}' in {source}{tail}"
+    return f"unknown config key {_quoted(key)} in {source}{tail}"
 
 
 def _check_keys(node: Any, schema: type, source: str, prefix: str = "") -> None:
@@ -277,19 +277,36 @@ def _preset_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, 
         raise ConfigError(f"config file '{path}' includes itself through _base_")
     data = _read_yaml(path)
     base = data.pop("_base_", None)
-    layers = _preset_layers(find_preset(str(base)), (*seen, path)) if base else []
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"_base_ in config file '{path}' must be a preset name or a YAML path, "
+                          f"not {type(base).__name__}")
+    try:
+        base_path = find_preset(base) if base else None
+    except ConfigError as exc:
+        raise ConfigError(f"_base_ of config file '{path}': {exc}") from exc
+    layers = _preset_layers(base_path, (*seen, path)) if base_path else []
     return [*layers, (data, f"'{path}'")]
+
+
+def _quoted(text: str) -> str:
+    """``'text'`` for messages; ``repr`` when it holds a line break or control character (keeps errors one line)."""
+    return f"'{text}'" if text.isprintable() else repr(text)
 
 
 def _parse_overrides(overrides: list[str], schema: type) -> dict:
     merged = OmegaConf.create()
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like key=value (e.g. train.epochs=5)")
+            raise ConfigError(f"override {_quoted(item)} must look like key=value (e.g. train.epochs=5)")
         key = item.split("=", 1)[0].strip()
         if key not in schema_keys(schema):
             raise ConfigError(_unknown_key_message(key, schema, "the command line"))
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+        try:
+            parsed = OmegaConf.from_dotlist([item])
+        except Exception as exc:  # YAML reader / scanner / parser errors and OmegaConf's own, in many types
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigError(f"cannot parse the value of override {_quoted(item)}: {reason}") from exc
+        merged = OmegaConf.merge(merged, parsed)
     return OmegaConf.to_container(merged)
 
 
@@ -317,6 +334,12 @@ def load_config(schema: type[T], preset: str | None = None, overrides: list[str]
             key = getattr(exc, "full_key", None) or "?"
             reason = str(exc).splitlines()[0]
             raise ConfigError(f"bad value for config key '{key}' in {source}: {reason}") from exc
+    try:
+        OmegaConf.resolve(cfg)  # a bad ${...} interpolation fails here, naming its key, not later inside a run
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"cannot resolve config key '{key}': {reason[:300]}") from exc
     validator = _VALIDATORS.get(schema)
     if validator is not None:
         validator(cfg)

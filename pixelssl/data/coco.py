@@ -31,12 +31,15 @@ MIN_BOX_SIDE = 1.0  # boxes with w or h <= this many px are degenerate: skipped 
 
 
 # --------------------------------------------------------------------------- validation
+MAX_ABS = 2**53  # larger numbers (JSON allows any) are no pixel size, id or coordinate, and overflow floats / int64
+
+
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_ABS <= value <= MAX_ABS
 
 
 def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value) and abs(value) <= MAX_ABS)
 
 
 def _entry(section: str, index: int, item: Any) -> str:
@@ -58,20 +61,67 @@ def _require_keys(item: Any, keys: dict[str, Any], where: str, name: str) -> Non
             raise DataError(f"{where}: {name} has an invalid '{key}' ({json.dumps(value)[:60]})")
 
 
+def _rle_string_counts(counts: str) -> list[int] | None:
+    """The run lengths of a compressed RLE string (pycocotools' ``rleFrString``), None when it is malformed."""
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                return None  # the last run is cut off
+            code = ord(counts[position]) - 48
+            if not 0 <= code < 64:
+                return None  # not a character of the format ('0'..'o')
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:
+                value -= 1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def _check_rle_counts(counts: Any, height: int, width: int) -> str | None:
+    """What is wrong with an RLE's counts for an image of ``height`` x ``width`` (None when nothing): pycocotools
+    decodes runs that do not add up to the image from memory it never wrote, or fails."""
+    runs = _rle_string_counts(counts) if isinstance(counts, str) else counts
+    if runs is None:
+        return "a compressed RLE 'counts' string that is malformed"
+    if not all(_is_int(run) and run >= 0 for run in runs):
+        return "RLE 'counts' that are not all non-negative integers"
+    if sum(runs) != height * width:
+        return f"RLE 'counts' covering {sum(runs)} pixels, not the image's {height}x{width} = {height * width}"
+    return None
+
+
 def _check_segmentation(segm: Any, image: dict, where: str, name: str) -> None:
-    """Polygons (lists of >= 3 x, y pairs) or RLE ({size: [h, w] of the image, counts: str or list})."""
+    """Polygons (lists of >= 3 x, y pairs, no farther outside the image than its size) or RLE ({size: [h, w] of
+    the image, counts: str or list of runs that add up to h * w})."""
+    height, width = image["height"], image["width"]
     if isinstance(segm, list):
         for polygon in segm:
             if (not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2
                     or not all(_is_number(v) for v in polygon)):
                 raise DataError(f"{where}: {name} has a polygon that is not a list of >= 3 x, y number pairs")
+            # pycocotools rasterises any polygon, but crashes or runs out of memory on coordinates far outside
+            if not all(-width <= x <= 2 * width for x in polygon[0::2]) or not all(
+                    -height <= y <= 2 * height for y in polygon[1::2]):
+                raise DataError(f"{where}: {name} has a polygon point more than an image size outside its image "
+                                f"{image['id']} ({width}x{height})")
         return
     if isinstance(segm, dict):
         if "counts" not in segm or not isinstance(segm["counts"], (str, list)):
             raise DataError(f"{where}: {name} has an RLE segmentation without string or list 'counts'")
-        if segm.get("size") != [image["height"], image["width"]]:
-            raise DataError(f"{where}: {name} has an RLE of size {segm.get('size')} but its image is "
-                            f"{image['height']}x{image['width']} (size is [height, width])")
+        if segm.get("size") != [height, width]:
+            raise DataError(f"{where}: {name} has an RLE of size {json.dumps(segm.get('size'))[:60]} but its image "
+                            f"is {height}x{width} (size is [height, width])")
+        problem = _check_rle_counts(segm["counts"], int(height), int(width))
+        if problem:
+            raise DataError(f"{where}: {name} has {problem}")
         return
     raise DataError(f"{where}: {name} has a 'segmentation' that is neither polygons nor RLE")
 
@@ -123,7 +173,7 @@ def validate_coco(data: Any, where: str, require_masks: bool = False) -> None:
             raise DataError(f"{where}: {name} has iscrowd {ann['iscrowd']!r}; expected 0 or 1")
         if "area" in ann and not (_is_number(ann["area"]) and ann["area"] >= 0):
             raise DataError(f"{where}: {name} has an invalid area {ann['area']!r}")
-        if "segmentation" in ann:
+        if ann.get("segmentation", []) != []:  # [] (box-only exports write it) is no segmentation
             _check_segmentation(ann["segmentation"], image, where, name)
         elif require_masks:
             raise DataError(f"{where}: {name} has no 'segmentation' (instance masks were asked for)")
@@ -135,11 +185,14 @@ def read_coco_json(path: str | Path, require_masks: bool = False) -> dict[str, A
     if not path.is_file():
         raise DataError(f"COCO annotation file '{path}' does not exist")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (is it a JSON file?)") from exc
+    except (RecursionError, ValueError) as exc:  # nested deeper than Python's stack; an integer of > 4300 digits
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise DataError(f"{path} cannot be read as COCO JSON: {reason}") from exc
     validate_coco(data, str(path), require_masks)
     return data
 
@@ -152,9 +205,9 @@ def annotation_mask(segm: Any, height: int, width: int) -> np.ndarray:
     if isinstance(segm, list):  # polygons: one RLE per polygon, merged
         rle = mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
     elif isinstance(segm["counts"], list):
-        rle = mask_utils.frPyObjects(segm, height, width)
+        rle = mask_utils.frPyObjects({"size": [height, width], "counts": segm["counts"]}, height, width)
     else:
-        rle = segm
+        rle = {"size": [height, width], "counts": segm["counts"]}  # sizes as ints (the json may say 24.0)
     return mask_utils.decode(rle)
 
 

@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.pixelssl-runtime
 STAMP  := $(VENV)/.pixelssl-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-inpaint test test-all docs bench venv clean
+.PHONY: demo demo-inpaint test test-all layers docs bench venv clean
 
 venv: $(STAMP)
 
@@ -28,11 +28,15 @@ demo: $(RUNTIME)
 demo-inpaint: $(RUNTIME)
 	$(VENV)/bin/pixelssl inpaint train --config inpaint_demo
 
-test: $(STAMP) docs
+test: $(STAMP) layers docs
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-all: $(STAMP) docs
+test-all: $(STAMP) layers docs
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The import layers of docs/design.md (contract: [tool.importlinter] in pyproject.toml); a wrong-way import fails here.
+layers: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 
 # The documentation site (docs/ + mkdocs.yml); --strict fails on broken links. Built into .venv to keep the repo clean.
 docs: $(STAMP)

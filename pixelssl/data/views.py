@@ -1,6 +1,6 @@
 """Two random views of one image, each with its geometry: crop box in source-image coordinates and flip flag.
 
-Boxes follow PixPro's release (``../shared/METHODS.md``): a crop with top-left pixel (left, top) and size
+Boxes follow PixPro's release (docs/methods.md): a crop with top-left pixel (left, top) and size
 (w, h) in a W x H image has box ``(left / (W - 1), top / (H - 1), (left + w - 1) / (W - 1), (top + h - 1) / (H - 1))``.
 The box is stored unflipped; the flip flag tells ``dense.geometry`` to mirror the cell order.
 """

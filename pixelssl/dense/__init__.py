@@ -1,4 +1,8 @@
-"""Where features meet geometry: cell centres, positive matching, similarity propagation."""
+"""Where features meet geometry: cell centres, positive matching, similarity propagation.
+
+May import: ``losses`` (``chunked`` computes PixPro's loss in row blocks from its sums), ``config``, ``dist``,
+``io``, ``errors``; not its siblings ``data`` / ``models``, nor anything above.
+"""
 
 from pixelssl.dense.geometry import bin_diagonal, cell_centers, in_box, normalized_distances
 from pixelssl.dense.matching import (

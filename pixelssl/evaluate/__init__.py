@@ -1,0 +1,9 @@
+"""What a pre-trained backbone is worth: the frozen linear probe (``probe``, ``features``), segmentation
+fine-tuning (``segmentation``), image-level probes (``classification``), detection fine-tuning with COCO metrics
+(``detection``, ``detection_models``, ``coco_eval``), shared pieces (``common``, ``metrics``, ``transforms``),
+where a backbone comes from (``source``) and the probe / fine-tuning commands (``commands``,
+``detection_commands``).
+
+May import: ``export`` (released checkpoints through ``export.importers``), ``train`` (runtime) and everything
+below; not ``report`` / ``inpaint`` / ``cli`` / ``demo``.
+"""

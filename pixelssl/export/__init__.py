@@ -1,5 +1,9 @@
 """Take pre-trained weights to the tools people already use (torchvision, timm, detectron2, safetensors), and bring
-released checkpoints (PixPro, DenseCL, PixCon, MoCo, detectron2, torchvision) into ours."""
+released checkpoints (PixPro, DenseCL, PixCon, MoCo, detectron2, torchvision) into ours.
+
+May import: ``train`` (checkpoints) and everything below it; not ``evaluate`` (which imports ``export.importers``)
+nor anything above.
+"""
 
 from pixelssl.export.exporters import FORMATS, export
 from pixelssl.export.importers import IMPORT_FORMATS, Imported, import_checkpoint, write_imported

@@ -4,6 +4,9 @@ The fill API is re-exported here and imported on first use, so importing ``pixel
 its subcommands) stays cheap::
 
     from pixelssl.inpaint import fill_folder, fill_image, load_generator
+
+May import: ``evaluate`` and everything below (today: ``train``'s run machinery, ``data``, ``dense.propagation``
+for contextual attention, ``config``, ``io``, ``errors``); not its sibling ``report``, nor ``cli`` / ``demo``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ views -> online backbone -> 1x1-conv projector -> Pixel Propagation Module (``y`
       -> momentum backbone -> momentum projector (``x'``)
 loss = sum over positive pairs (normalised centre distance < pos_ratio) of -cos(y_i, x'_j), per image,
 ``-2 * mean``, both directions added (optimum -4). Optional PixPro+ instance branch (BYOL-style).
-Follows the release's order of normalisations (``../shared/METHODS.md``).
+Follows the release's order of normalisations (docs/methods.md).
 """
 
 from __future__ import annotations

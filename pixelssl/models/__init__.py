@@ -1,4 +1,8 @@
-"""Backbones, projection heads, momentum (teacher) encoders and negative queues."""
+"""Backbones, projection heads, momentum (teacher) encoders and negative queues.
+
+May import: ``losses``, ``config``, ``dist`` (the queue gathers every process's keys), ``io`` (weights files),
+``errors``; not its siblings ``data`` / ``dense``, nor anything above.
+"""
 
 from pixelssl.models.backbones import Backbone, build_backbone, load_backbone_weights, save_backbone
 from pixelssl.models.heads import MLP, ConvMLP

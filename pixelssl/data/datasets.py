@@ -152,6 +152,8 @@ def _read_classes_json(path: Path) -> tuple[list[str], int | None]:
         content = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read {path}: {err}") from err
+    except RecursionError as err:  # nested deeper than Python's stack
+        raise DataError(f"cannot read {path}: nested too deeply") from err
     if not isinstance(content, dict) or "classes" not in content:
         raise DataError(f'{path}: expected an object with a "classes" list')
     names = content["classes"]

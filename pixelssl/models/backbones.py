@@ -163,6 +163,13 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             obj = obj[key]
     if not isinstance(obj, dict):
         raise ValueError(f"weights file '{path}' does not hold a state dict")
+    for key, value in obj.items():  # a state dict maps names to tensors; anything else would fail later, unnamed
+        if not isinstance(key, str):
+            raise ValueError(f"weights file '{path}' does not hold a state dict: it has a {type(key).__name__} key "
+                             f"({str(key)[:40]!r}), not a tensor name")
+        if not isinstance(value, Tensor):
+            raise ValueError(f"weights file '{path}' does not hold a state dict: entry {key[:60]!r} is a "
+                             f"{type(value).__name__}, not a tensor")
     return obj
 
 

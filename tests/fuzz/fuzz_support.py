@@ -199,17 +199,15 @@ def encode(image: Image.Image, fmt: str, exif_orientation: int | None = None) ->
     return buffer.getvalue()
 
 
-@dataclass
 class ImageFile:
-    """A generated image file: its bytes, a suffix, how it was made and damaged, and its size when intact."""
+    """A generated image file: its bytes, a suffix, how it was made and damaged, and its size when intact.
 
-    data: bytes
-    suffix: str
-    mode: str
-    fmt: str
-    width: int
-    height: int
-    damage: str  # none | truncated | flipped | random | empty
+    (Not a dataclass: hypothesis would print every byte of a failing case instead of ``__repr__``.)"""
+
+    def __init__(self, data: bytes, suffix: str, mode: str, fmt: str, width: int, height: int, damage: str) -> None:
+        self.data, self.suffix, self.mode, self.fmt = data, suffix, mode, fmt
+        self.width, self.height = width, height
+        self.damage = damage  # none | truncated | flipped | random | empty
 
     @property
     def intact(self) -> bool:
@@ -246,18 +244,21 @@ def damage(data: bytes, draw: Callable[[st.SearchStrategy], Any]) -> tuple[bytes
 
 @st.composite
 def image_files(draw: Callable, max_side: int = 40, modes: tuple[str, ...] | None = None,
-                formats: tuple[str, ...] = FORMATS, damaged: bool = True) -> ImageFile:
-    """An image file of any mode, size and format, possibly truncated, with flipped bytes, random or empty."""
+                formats: tuple[str, ...] = FORMATS, damaged: bool = True, size: tuple[int, int] | None = None,
+                exif: bool = True) -> ImageFile:
+    """An image file of any mode, size (or ``size``) and format, possibly truncated, with flipped bytes, random or
+    empty."""
     modes = tuple(m for m in (modes or tuple(SAVABLE)) if m in SAVABLE and set(SAVABLE[m]) & set(formats))
     mode = draw(st.sampled_from(modes))
     fmt = draw(st.sampled_from([f for f in SAVABLE[mode] if f in formats]))
-    width, height = draw(sizes(max_side))
+    width, height = size or draw(sizes(max_side))
     image = make_image(mode, width, height, draw(st.integers(0, 2**16)), transparency=draw(st.booleans()))
-    orientation = draw(st.sampled_from([None, None, None, 1, 3, 6, 8])) if fmt == "JPEG" else None
+    orientation = draw(st.sampled_from([None, None, None, 1, 3, 6, 8])) if fmt == "JPEG" and exif else None
     data = encode(image, fmt, orientation)
     if orientation in (5, 6, 7, 8):
         width, height = height, width  # displayed size
-    suffix = SUFFIX[fmt] if draw(st.integers(0, 3)) else draw(st.sampled_from(IMAGE_SUFFIXES))  # content decides
+    own = SUFFIX[fmt] if SUFFIX[fmt] in IMAGE_SUFFIXES else ".png"  # TIFF / GIF under a listed suffix
+    suffix = own if draw(st.sampled_from([True, True, True, False])) else draw(st.sampled_from(IMAGE_SUFFIXES))
     kind = "none"
     if damaged:
         data, kind = damage(data, draw)
@@ -285,3 +286,71 @@ def json_scalars() -> st.SearchStrategy:
 def json_values(max_leaves: int = 8) -> st.SearchStrategy:
     return st.recursive(json_scalars(), lambda inner: st.one_of(
         st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=max_leaves)
+
+
+# ------------------------------------------------------------------------------------------------ masks
+MASK_MODES = ("L", "L", "1", "RGB", "RGBA", "LA", "P", "I;16", "F")
+MASK_FORMATS = ("PNG", "PNG", "PNG", "BMP", "JPEG", "WEBP", "TIFF")
+
+
+@st.composite
+def mask_files(draw: Callable, width: int, height: int, damaged: bool = True) -> ImageFile:
+    """A hole mask for a ``width`` x ``height`` image (white = hole, or opaque strokes on a transparent layer): one
+    or a few boxes, noise, nothing or everything, of any mode and format, sometimes of another size or damaged."""
+    if draw(st.sampled_from([False] * 7 + [True])):
+        width, height = draw(st.sampled_from([(width + 1, height), (width, max(1, height - 1)), (height, width), (1, 1)]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    pattern = draw(st.sampled_from(["boxes"] * 6 + ["noise", "none", "all", "pixel"]))
+    hole = np.zeros((height, width), bool)
+    if pattern == "boxes":
+        for _ in range(draw(st.integers(1, 3))):
+            top, left = int(rng.integers(0, height)), int(rng.integers(0, width))
+            hole[top: top + int(rng.integers(1, height // 2 + 2)), left: left + int(rng.integers(1, width // 2 + 2))] = True
+    elif pattern == "noise":
+        hole = rng.random((height, width)) < 0.3
+    elif pattern == "all":
+        hole[:] = True
+    elif pattern == "pixel":
+        hole[int(rng.integers(0, height)), int(rng.integers(0, width))] = True
+    mode = draw(st.sampled_from(MASK_MODES))
+    grey = np.where(hole, 255, 0).astype(np.uint8)
+    if mode in ("RGBA", "LA"):  # strokes of some colour on a transparent layer
+        colour = rng.integers(0, 256, 3, dtype=np.uint8)
+        rgba = np.concatenate([np.broadcast_to(colour, (height, width, 3)), grey[..., None]], axis=-1)
+        image = Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA").convert(mode)
+    elif mode == "I;16":
+        image = Image.fromarray(grey.astype(np.uint16) * 257)
+    elif mode == "F":
+        image = Image.fromarray(grey.astype(np.float32))
+    else:
+        image = Image.fromarray(grey, mode="L").convert(mode)
+    formats = [f for f in MASK_FORMATS if f in SAVABLE.get(mode, FORMATS)] or ["TIFF"]
+    fmt = draw(st.sampled_from(formats))
+    data, kind = encode(image, fmt), "none"
+    if damaged:
+        data, kind = damage(data, draw)
+    own = SUFFIX[fmt] if SUFFIX[fmt] in IMAGE_SUFFIXES else ".png"
+    return ImageFile(data, own, mode, fmt, width, height, kind)
+
+
+# ------------------------------------------------------------------------------------------------ pickled code
+CANARY_CALLS: list[tuple] = []
+
+
+def canary(*args: Any) -> dict:
+    """What the pickled code in the weights cases calls: if a loader ever ran it, ``CANARY_CALLS`` says so."""
+    CANARY_CALLS.append(args)
+    return {}
+
+
+class PickledCode:
+    """An object whose pickle calls ``target`` (a callable and its arguments) when it is loaded."""
+
+    def __init__(self, target: tuple) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple:
+        return self.target
+
+    def __repr__(self) -> str:
+        return f"PickledCode({getattr(self.target[0], '__qualname__', self.target[0])})"

@@ -1,7 +1,7 @@
 """Frozen-backbone feature extraction shared by the segmentation and classification probes.
 
-The backbone runs in eval mode without autograd; consecutive images of one shape are batched
-together, so a folder of mixed sizes still works (smaller batches where the shape changes).
+The backbone runs in eval mode without autograd (BatchNorms folded into the convolutions); consecutive images of
+one shape are batched together, so a folder of mixed sizes still works (smaller batches where the shape changes).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from pixelssl.config import ConfigError
-from pixelssl.evaluate.common import eval_mode
 from pixelssl.evaluate.transforms import prepare_image
+from pixelssl.models.inference import fold_batchnorm
 
 
 def same_shape_batches(items: Iterable[tuple[Tensor, Any]], batch_size: int) -> Iterator[tuple[Tensor, list[Any]]]:
@@ -37,12 +37,14 @@ def frozen_features(backbone: nn.Module, items: Iterable[tuple[Tensor, Any]], le
     """Per item: ({level: (C, h, w) features on CPU}, payload) from uint8 (3, H, W) images.
 
     Images are normalised (and resized to shorter side ``image_size``, 0 = native) batch-wise on ``device``.
+    The backbone runs with its BatchNorms folded into the convolutions (same features to float rounding).
     """
     levels = tuple(levels)
+    frozen = fold_batchnorm(backbone)
     for batch, payloads in same_shape_batches(items, batch_size):
-        with eval_mode(backbone), torch.no_grad():  # not held across ``yield``: grad mode would leak to the caller
+        with torch.no_grad():  # not held across ``yield``: grad mode would leak to the caller
             batch = prepare_image(batch.to(device), image_size)
-            out = backbone.forward_levels(batch.contiguous(memory_format=torch.channels_last), levels)
+            out = frozen.forward_levels(batch.contiguous(memory_format=torch.channels_last), levels)
             cpu = {level: out[level].float().cpu() for level in levels}
         for k, payload in enumerate(payloads):
             yield {level: cpu[level][k] for level in levels}, payload

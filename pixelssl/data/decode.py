@@ -56,8 +56,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         values = np.asarray(image).astype(np.float32)
         grey = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
         return Image.fromarray(grey, mode="L").convert("RGB")
-    if image.mode == "F":
-        return Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode == "F":  # NaN (undefined as uint8) becomes 0, +-inf the ends of the range
+        values = np.nan_to_num(np.asarray(image), nan=0.0, posinf=255.0, neginf=0.0)
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L").convert("RGB")
     if (image.mode == "P" and "transparency" in image.info) or image.mode in ("PA", "LA", "La", "RGBa"):
         image = image.convert("RGBA")
     if image.mode == "RGBA":

@@ -1,7 +1,7 @@
 """Fuzz tests: hypothesis profiles, the helper module next to the tests importable, one torch thread.
 
 Profiles: ``default`` (``make test``: the case counts of ``fuzz_support.CASES``) and ``thorough``
-(``make test-all`` sets ``HYPOTHESIS_PROFILE=thorough``; also chosen by ``-m slow``), ``THOROUGH`` times as many.
+(``make test-all`` sets ``HYPOTHESIS_PROFILE=thorough``), ``THOROUGH`` times as many cases.
 """
 
 import logging
@@ -32,8 +32,7 @@ if settings is not None:
 def pytest_configure(config: pytest.Config) -> None:
     if settings is None:
         return
-    name = os.environ.get("HYPOTHESIS_PROFILE") or ("thorough" if config.option.markexpr.strip() == "slow"
-                                                    else "default")
+    name = os.environ.get("HYPOTHESIS_PROFILE") or "default"
     fuzz_support.use_profile(name)
     settings.load_profile(name)
 

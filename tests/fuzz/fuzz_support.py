@@ -40,7 +40,7 @@ CASES: dict[str, dict[str, int]] = {
     "coco": {"structure": 200, "text": 100},
     "segmentation": {"folders": 200},
     "images": {"read": 200, "views": 100},
-    "inpaint_fill": {"cli": 120, "folder": 60},
+    "inpaint_fill": {"cli": 120, "folder": 80},
     "weights": {"bytes": 150, "objects": 100, "pickled_code": 50},
     "serve": {"multipart": 150, "raw": 100},
 }

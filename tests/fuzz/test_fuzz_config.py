@@ -185,3 +185,17 @@ def test_pixelssl_config_command_prints_yaml_or_one_error_line(data, preset):
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), lines  # no "(run with --debug ...)": a known error
     check_message(lines[0], *_names(items), *([preset] if preset else []))
+
+
+def test_docs_state_the_case_counts():
+    """docs/failure_behaviour.md's "Fuzzed boundaries" table gives each boundary's cases in make test / test-all."""
+    from fuzz_support import THOROUGH, boundary_totals
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "failure_behaviour.md").read_text()
+    section = text.split("## Fuzzed boundaries", 1)[1]
+    rows = {line.split("(`", 1)[1].split("`)", 1)[0]: line for line in section.splitlines()
+            if line.startswith("| ") and "(`" in line}
+    for name, cases in boundary_totals().items():
+        assert name in rows, f"no row for boundary {name}"
+        cells = [cell.strip() for cell in rows[name].split("|")]
+        assert cells[3:5] == [str(cases), str(cases * THOROUGH)], (name, cells[3:5])

@@ -8,11 +8,13 @@ it; when the loader reports a dead worker, the pid in its message leads to that 
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,7 @@ def reporting(loader: Iterable, tracker: LoadTracker | None) -> Iterator:
             except StopIteration:
                 return
             except Exception as exc:
-                clear = _as_data_error(exc, tracker)
+                clear = _as_data_error(exc, tracker) or _torn_batch_error(exc, iterator, tracker)
                 if clear is None:
                     raise
                 raise clear from exc
@@ -138,6 +140,31 @@ def _park_sigchld_handler() -> Any:
         return None
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     return current
+
+
+# What reading a batch raises when its worker was killed while sending it (the message arrives cut short).
+_TORN = (EOFError, ConnectionError, pickle.UnpicklingError)
+
+
+def _torn_batch_error(exc: Exception, iterator: Any, tracker: LoadTracker | None,
+                      wait_s: float = 5.0) -> DataError | None:
+    """A one-line ``DataError`` for a batch cut short by its worker's death (named as a dead worker), else None."""
+    workers = list(getattr(iterator, "_workers", []) or [])
+    if not isinstance(exc, _TORN) or not workers:
+        return None
+    deadline = time.monotonic() + wait_s  # the worker's exit may be noticed a moment after its broken message
+    while True:
+        dead = [w for w in workers if w.exitcode is not None]
+        if dead or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if not dead:
+        return None
+    pids = ", ".join(str(w.pid) for w in dead)
+    codes = ", ".join(str(w.exitcode) for w in dead)
+    return DataError(explain_worker_death(
+        f"DataLoader worker (pid(s) {pids}) exited unexpectedly (exit code {codes}, its batch cut short)",
+        tracker))
 
 
 def _as_data_error(exc: Exception, tracker: LoadTracker | None) -> DataError | None:

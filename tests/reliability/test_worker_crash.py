@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,3 +110,24 @@ def test_worker_crash_mid_run_checkpoints_the_finished_steps(tmp_path, monkeypat
     written = int(re.search(r"after step (\d)", str(info.value)).group(1))
     assert 1 <= written <= 5
     assert load_checkpoint(tmp_path / "crash" / "checkpoints" / "last.pt")["step"] == written
+
+
+def test_batch_cut_short_by_a_killed_worker_names_the_file(monkeypatch):
+    # A worker killed while sending a batch leaves the main process an EOFError from the queue, not torch's
+    # "killed by signal" message: it is reported as a dead worker with the file it noted.
+    from types import SimpleNamespace
+
+    from pixelssl.data import worker_report
+
+    tracker = LoadTracker()
+    try:
+        (Path(tracker.folder) / "4242").write_text("loading\timg_007.png")
+        iterator = SimpleNamespace(_workers=[SimpleNamespace(pid=4242, exitcode=-9)])
+        error = worker_report._torn_batch_error(EOFError(), iterator, tracker, wait_s=0)
+        assert str(error) == ("DataLoader worker (pid(s) 4242) exited unexpectedly (exit code -9, its batch cut short) "
+                              "while loading img_007.png")
+        alive = SimpleNamespace(_workers=[SimpleNamespace(pid=4242, exitcode=None)])
+        assert worker_report._torn_batch_error(EOFError(), alive, tracker, wait_s=0) is None
+        assert worker_report._torn_batch_error(ValueError(), iterator, tracker, wait_s=0) is None
+    finally:
+        tracker.cleanup()

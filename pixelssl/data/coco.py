@@ -42,10 +42,16 @@ def _is_number(value: Any) -> bool:
     return _is_int(value) or (isinstance(value, float) and math.isfinite(value) and abs(value) <= MAX_ABS)
 
 
+def _quoted(text: str) -> str:
+    """``'text'`` for messages; ``repr`` when it holds a line break or control character (keeps errors one line)."""
+    return f"'{text}'" if text.isprintable() else repr(text)
+
+
 def _entry(section: str, index: int, item: Any) -> str:
     """``images[3] (id 17)``: how an error names an entry."""
     ident = item.get("id") if isinstance(item, dict) else None
-    return f"{section}[{index}]" + (f" (id {ident})" if ident is not None else "")
+    shown = ident if _is_int(ident) else json.dumps(ident)[:40]  # any JSON value: one line, short
+    return f"{section}[{index}]" + (f" (id {shown})" if ident is not None else "")
 
 
 def _require_keys(item: Any, keys: dict[str, Any], where: str, name: str) -> None:
@@ -245,7 +251,7 @@ class CocoDetection:
         for k, image in enumerate(self.images):
             if not (self.image_root / image["file_name"]).is_file():
                 raise DataError(f"{self.annotation_file}: {_entry('images', k, image)} names "
-                                f"'{image['file_name']}', which is not in {self.image_root}")
+                                f"{_quoted(image['file_name'])}, which is not in {self.image_root}")
         self._annotations: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
         self.num_degenerate = self.num_crowd = 0
         for ann in self.coco["annotations"]:

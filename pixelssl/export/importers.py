@@ -120,13 +120,18 @@ def _groups(keys: list[str], shown: int = 8) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- reading the file
+def _quoted(key: str) -> str:
+    """A file's key for a message: ``'key'``, or its ``repr`` when it holds a line break or control character."""
+    return f"'{key}'" if key.isprintable() else repr(key)
+
+
 def _tensor(path: Path, key: str, value: Any) -> Tensor | None:
     """A state entry as a tensor (numpy arrays of detectron2 files copied into one); None for other values."""
     if isinstance(value, Tensor):
         return value
     if isinstance(value, np.ndarray):
         if value.dtype == object:
-            raise WeightsFileError(f"'{path}': '{key}' is an array of Python objects, not weights")
+            raise WeightsFileError(f"'{path}': {_quoted(key)} is an array of Python objects, not weights")
         return torch.from_numpy(np.array(value))
     return None
 
@@ -149,8 +154,9 @@ def _state(obj: Any, fmt: str, path: Path) -> tuple[dict[str, Tensor], list[str]
             inner = [v for v in obj.values() if isinstance(v, dict) and any(isinstance(t, Tensor) for t in v.values())]
             guess = _guess({str(k): t for k, t in inner[0].items()}) if inner else None
             hint = f"; it looks like a {guess} file (--from {guess})" if guess and guess != fmt else ""
+            shown = ", ".join(k if k.isprintable() else repr(k) for k in map(str, list(obj)[:6]))
             raise WeightsFileError(f"'{path}' is not a {_NAMES[fmt]} checkpoint: no '{container}' state dict "
-                                   f"(entries: {', '.join(map(str, list(obj)[:6]))}){hint}")
+                                   f"(entries: {shown}){hint}")
     tensors, other = {}, []
     for key, value in state.items():
         tensor = _tensor(path, str(key), value)
@@ -196,7 +202,7 @@ def _not_this_format(path: Path, fmt: str, wanted: str, state: dict[str, Tensor]
     hint = f"; it looks like a {guess} file (--from {guess})" if guess and guess != fmt else ""
     example = next(iter(state), "none")
     return WeightsFileError(f"'{path}' is not a {_NAMES[fmt]} checkpoint: no {wanted} tensors "
-                            f"(first key '{example}'){hint}")
+                            f"(first key {_quoted(example)}){hint}")
 
 
 # ----------------------------------------------------------------------------------------------- heads
@@ -404,11 +410,11 @@ def _arch_error(path: Path, backbone: dict[str, Tensor]) -> WeightsFileError:
     unexpected = sorted(set(shapes) - set(best_own))
     wrong = [k for k in shapes if k in best_own and shapes[k] != best_own[k]]
     if wrong:
-        detail = f"'{wrong[0]}' has shape {shapes[wrong[0]]}, {best} has {best_own[wrong[0]]}"
+        detail = f"{_quoted(wrong[0])} has shape {shapes[wrong[0]]}, {best} has {best_own[wrong[0]]}"
     elif missing:
         detail = f"missing {len(missing)} tensors, e.g. '{missing[0]}'"
     else:
-        detail = f"{len(unexpected)} unexpected tensors, e.g. '{unexpected[0]}'"
+        detail = f"{len(unexpected)} unexpected tensors, e.g. {_quoted(unexpected[0])}"
     return WeightsFileError(f"unknown architecture in '{path}': its {len(shapes)} backbone tensors fit none of "
                             f"{', '.join(_BY_DEPTH)} (closest {best}: {detail})")
 

@@ -252,6 +252,18 @@ def test_cases_the_fuzzer_found_are_one_line_errors(tmp_path):
         assert words in message and str(path) in message and "\n" not in message, message
 
 
+def test_names_with_line_breaks_stay_on_one_line(tmp_path):
+    """Found by the thorough profile: an id or file name holding a line break made a two-line error."""
+    path = tmp_path / "names.json"
+    for field, value in (("id", "\n"), ("file_name", "a\nb.png")):
+        data = _one_annotation([])
+        data["images"][0][field] = value
+        path.write_text(json.dumps(data))
+        with pytest.raises(DataError) as error:
+            CocoDetection(path, tmp_path)
+        assert "\n" not in str(error.value) and str(path) in str(error.value), str(error.value)
+
+
 def test_empty_segmentation_is_no_segmentation(tmp_path):
     path = tmp_path / "boxes.json"
     path.write_text(json.dumps(_one_annotation([])))

@@ -344,6 +344,12 @@ def test_cases_the_fuzzer_found_are_one_line_errors(tmp_path):
             resolve_backbone(str(path))
         check_message(str(error.value), path)
         assert _cli(["export", str(path), "--to", "safetensors", "--out", str(tmp_path / "x.safetensors")])[0] == 1
+    path = tmp_path / "newline_key.pt"  # found by the thorough profile: a key with a line break split the error
+    torch.save({"model": {"a\nb": torch.zeros(1)}, "x\ny": 1}, path)
+    for fmt in IMPORT_FORMATS:
+        with pytest.raises(PixelSSLError) as error:
+            import_checkpoint(path, fmt)
+        check_message(str(error.value), path)
     good = {"w": torch.zeros(2)}
     for meta, words in (('"a string"', "not a mapping"), ('{"cnum": 8}', "cannot build"),
                         ('{"cnum": 1000000, "contextual_attention": true, "ca_ksize": 3, "ca_rate": 2, "ca_fuse_k": 3, '

@@ -1,0 +1,97 @@
+"""benchmarks/inpaint_quality.py --quick on a tiny synthetic folder: rows, resumption, a larger budget, the tables."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("inpaint_quality_benchmark", REPO / "benchmarks" / "inpaint_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _folder(root: Path, count: int, seed: int) -> None:
+    """Smooth random pictures (a gradient plus blobs), 80 x 72, as PNGs."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    y, x = np.mgrid[0:72, 0:80] / 80.0
+    for n in range(count):
+        base = rng.random(3)[:, None, None] * (1 - y) + rng.random(3)[:, None, None] * x
+        for _ in range(3):
+            cy, cx, r = rng.random() * 0.9, rng.random(), 0.1 + 0.2 * rng.random()
+            base = np.where((y - cy) ** 2 + (x - cx) ** 2 < r ** 2, rng.random(3)[:, None, None], base)
+        Image.fromarray((base.transpose(1, 2, 0) * 255).astype(np.uint8)).save(root / f"{n:02d}.png")
+
+
+def _rows(results: Path) -> list[dict]:
+    return [json.loads(line) for line in (results / "inpaint_quality.jsonl").read_text().splitlines()]
+
+
+def test_quick_benchmark_measures_resumes_and_extends_a_budget(tmp_path, capsys):
+    bench = _benchmark()
+    camvid, results, runs = tmp_path / "camvid", tmp_path / "results", tmp_path / "runs"
+    _folder(camvid / "train" / "images", 4, 0)
+    _folder(camvid / "val" / "images", 3, 1)
+    common = ["--quick", "--camvid", str(camvid), "--results", str(results), "--runs", str(runs)]
+
+    bench.main(common)
+    rows = _rows(results)
+    kinds = [r["kind"] for r in rows]
+    assert kinds.count("calibration") == 2 and kinds.count("classical") == 2 and kinds.count("chunk") == 4
+    chunks = {m: [r for r in rows if r["kind"] == "chunk" and r["model"] == m] for m in ("full", "no_ca")}
+    for curve in chunks.values():
+        assert [r["chunk"] for r in curve] == [1, 2] and curve[0]["steps"] < curve[1]["steps"]
+        assert curve[0]["cpu_min"] <= curve[1]["cpu_min"]
+        for kind in ("large", "freeform"):
+            metrics = curve[-1]["metrics"][kind]
+            assert {"hole_psnr", "hole_ssim", "hole_l1", "psnr", "ssim", "seconds_per_image"} <= set(metrics)
+            assert len(curve[-1]["per_image"][kind]["hole_psnr"]) == 3 and curve[-1]["images"] == 3
+    dirs = sorted(p.name for p in runs.iterdir())
+    assert len(dirs) == 2 and dirs[0].startswith("full_") and dirs[1].startswith("no_ca_")
+    snapshots = sorted(p.name for p in (runs / dirs[0] / "generators").iterdir())
+    assert snapshots == [f"step_{r['steps']:08d}.safetensors" for r in chunks["full"]]
+    table = (results / "inpaint_quality.md").read_text()
+    assert "Goal:" in table and "free-form strokes" in table and "In progress" not in table
+    summary = json.loads((results / "inpaint_quality.json").read_text())
+    assert len(summary["curve"]["full"]) == 2 and len(summary["goals"]) == 6
+    capsys.readouterr()
+
+    bench.main(common)  # everything measured: nothing is trained or measured again
+    assert len(_rows(results)) == len(rows)
+    assert "0 row(s) measured" in capsys.readouterr().out
+
+    bench.main([*common, "--minutes", "0.1"])  # a larger budget extends the same runs
+    more = _rows(results)[len(rows):]
+    assert sorted(p.name for p in runs.iterdir()) == dirs
+    for model, curve in chunks.items():
+        extended = max(r["steps"] for r in more if r.get("model") == model)
+        assert extended > curve[-1]["steps"]
+        assert any(r.get("model") == model for r in more)
+    assert not [r for r in more if r["kind"] == "calibration"]  # the step times are reused
+
+    bench.main([*common, "--table", "--plot"])
+    pytest.importorskip("matplotlib")
+    assert (results / "inpaint_quality.png").stat().st_size > 0
+
+
+def test_tables_of_an_empty_results_folder_say_nothing_is_measured(tmp_path, capsys):
+    bench = _benchmark()
+    bench.main(["--table", "--results", str(tmp_path), "--camvid", str(tmp_path / "absent")])
+    out = capsys.readouterr().out
+    assert "not calibrated yet" in out and "In progress" in out
+    assert (tmp_path / "inpaint_quality.md").is_file() and (tmp_path / "inpaint_quality.json").is_file()
+
+
+def test_missing_camvid_is_one_line(tmp_path):
+    bench = _benchmark()
+    with pytest.raises(SystemExit, match="CamVid not found"):
+        bench.main(["--quick", "--camvid", str(tmp_path / "absent"), "--results", str(tmp_path / "r"),
+                    "--runs", str(tmp_path / "runs")])

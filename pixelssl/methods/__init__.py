@@ -1,9 +1,11 @@
 """Pre-training methods, one file each, built by name through ``registry``; importing this package registers them
 all.
 
-May import: ``data``, ``dense``, ``models``, ``losses``, ``config``, ``dist``, ``io``, ``errors``. Known debt
-(an ``ignore_imports`` entry in pyproject.toml): ``config`` imports ``methods.registry`` back, to ask whether a
-method needs a queue; it goes when each method holds its own config section.
+Each method file declares its settings (a ``config.MethodConfig`` subclass: keys, defaults, bounds, cross-key
+``problems()``) next to the method and registers both by name (``register_method("pixpro", PixProConfig)``); the
+config's ``method`` section takes that schema when ``method.name`` names the method.
+
+May import: ``data``, ``dense``, ``models``, ``losses``, ``config``, ``dist``, ``io``, ``errors``.
 """
 
 from pixelssl.methods import densecl, moco, pixcon, pixcontrast, pixpro, pixpro_fpn  # noqa: F401  (registration side effects)

@@ -16,22 +16,41 @@ Config switches give the DenseCL -> PixCon ablation: ``method.head_bn`` (BN in t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pixelssl.config import PretrainConfig
+from pixelssl.config import PretrainConfig, Problems, opt
 from pixelssl.dense.matching import cells_in_other_view, feature_argmax, gather_cells, intersection_grid_cells
 from pixelssl.losses import dense_info_nce, info_nce
 from pixelssl.methods.base import Method, shuffled_forward
+from pixelssl.methods.moco import MoCoConfig
 from pixelssl.models.heads import MLP, ConvMLP, global_pool
 from pixelssl.models.queue import FeatureQueue
+
+
+@dataclass
+class DenseMoCoConfig(MoCoConfig):
+    """The MoCo-v2(+) core with a dense branch (DenseCL, PixCon): MoCo's keys, the dense loss weight and the
+    MoCo-v2+ switches."""
+
+    loss_lambda: float = opt(0.5, "dense loss weight, total = (1 - lambda) * global + lambda * dense", ge=0, le=1)
+    head_bn: bool = opt(True, "BatchNorm in the projection / prediction heads (MoCo-v2+; false = DenseCL's heads)")
+    predictor: bool = opt(True, "global and dense predictors on the online side (MoCo-v2+; false = MoCo-v2 / "
+                                "DenseCL)")
+
+    def problems(self) -> Problems:
+        if self.queue_size < 1:
+            yield "queue_size", (f"{self.name} takes its negatives from a queue: set it >= 1 (65536 in the paper, "
+                                 f"4096 in the demo presets)")
 
 
 class DenseMoCo(Method):
     """Shared core; a subclass states its matching in ``match`` (default: argmax of backbone-feature cosine)."""
 
-    requires_queue = True  # config validation: method.queue_size must be >= 1
+    release_inbox = False  # which query cells are in-box (query_cells_in_box): PixCon's method.inbox_rule
 
     def __init__(self, cfg: PretrainConfig) -> None:
         super().__init__(cfg)
@@ -49,7 +68,6 @@ class DenseMoCo(Method):
         self.loss_lambda = float(me.loss_lambda)
         self.symmetric = bool(me.symmetric)
         self.shuffle_groups = int(me.shuffle_bn_groups)
-        self.release_inbox = me.inbox_rule == "release"
         self.add_teacher("backbone", "projector", "dense_projector")
 
     # ----------------------------------------------------------------- matching (what differs per method)
@@ -66,7 +84,8 @@ class DenseMoCo(Method):
 
     def query_cells_in_box(self, batch: dict[str, Tensor], query_view: int, key_view: int,
                            shape: tuple[int, int]) -> Tensor:
-        """(B, N) query cells inside the views' intersection (``method.inbox_rule``: centre or the release's grid)."""
+        """(B, N) query cells inside the views' intersection (PixCon's ``inbox_rule``: centre or the release's
+        grid)."""
         box_q, flip_q = self.geometry(batch, query_view)
         box_k = self.geometry(batch, key_view)[0]
         rule = intersection_grid_cells if self.release_inbox else cells_in_other_view

@@ -11,10 +11,17 @@ core, ``pixelssl.methods.dense_moco``; with the MoCo-v2+ switches on, this is Pi
 
 from __future__ import annotations
 
-from pixelssl.methods.dense_moco import DenseMoCo
+from dataclasses import dataclass
+
+from pixelssl.methods.dense_moco import DenseMoCo, DenseMoCoConfig
 from pixelssl.methods.registry import register_method
 
 
-@register_method("densecl")
+@dataclass
+class DenseCLConfig(DenseMoCoConfig):
+    """DenseCL: dense InfoNCE, positives by backbone-feature argmax, on the MoCo-v2 core (the shared core's keys)."""
+
+
+@register_method("densecl", DenseCLConfig)
 class DenseCL(DenseMoCo):
     """Matching by feature argmax (the core's default), every query pixel weighted 1."""

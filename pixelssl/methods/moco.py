@@ -8,11 +8,13 @@ facebookresearch/moco ``builder.py``): queries of view 1 against keys of view 2,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pixelssl.config import PretrainConfig
+from pixelssl.config import MethodConfig, PretrainConfig, opt
 from pixelssl.losses import info_nce
 from pixelssl.methods.base import Method, shuffled_forward
 from pixelssl.methods.registry import register_method
@@ -20,7 +22,19 @@ from pixelssl.models.heads import MLP, global_pool
 from pixelssl.models.queue import FeatureQueue
 
 
-@register_method("moco")
+@dataclass
+class MoCoConfig(MethodConfig):
+    """MoCo-v2: instance InfoNCE against a queue of keys (the control for every dense method)."""
+
+    temperature: float = opt(0.3, "InfoNCE temperature (0.2 in MoCo-v2, DenseCL and PixCon)", gt=0)
+    queue_size: int = opt(0, "negatives queue length (0 = no queue: MoCo takes the batch's other keys; 65536 in "
+                             "MoCo-v2, DenseCL and PixCon, which need one)", ge=0)
+    shuffle_bn_groups: int = opt(1, "split the key batch into this many shuffled BN groups (1 = off)", ge=1)
+    symmetric: bool = opt(True, "add the loss of both directions and enqueue a random view's keys (false = view 1 "
+                                "-> view 2 only, enqueueing view 2's keys, as the MoCo-v2 and DenseCL releases)")
+
+
+@register_method("moco", MoCoConfig)
 class MoCo(Method):
     def __init__(self, cfg: PretrainConfig) -> None:
         super().__init__(cfg)

@@ -10,16 +10,45 @@ choose each query pixel's positive.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
-from pixelssl.config import PretrainConfig
+from pixelssl.config import PretrainConfig, opt
 from pixelssl.dense.matching import feature_argmax, nearest_cell, semantic_weights
-from pixelssl.methods.dense_moco import DenseMoCo
+from pixelssl.methods.dense_moco import DenseMoCo, DenseMoCoConfig
 from pixelssl.methods.registry import register_method
 
 
-@register_method("pixcon_coord")
-class PixConCoord(DenseMoCo):
+@dataclass
+class PixConConfig(DenseMoCoConfig):
+    """PixCon-Coord / PixCon-Sim: the MoCo-v2+ core's keys and which query cells count as in-box."""
+
+    inbox_rule: str = opt("centre", "which query cells count as inside the views' intersection: centre (cell centre "
+                                    "inside the other view's box) | release (the intersection box in the query view's "
+                                    "own coordinates, scaled to the map's grid and truncated, as the PixCon release's "
+                                    "7x7 masks)", choices=("centre", "release"))
+
+
+@dataclass
+class PixConSRConfig(PixConConfig):
+    """PixCon-SR: PixCon-Sim with semantic reweighting of each query's term."""
+
+    sr_weights: str = opt("semantic", "semantic (similarity-based, in-box 1) | spatial (in-box 1, out-of-box 0: the "
+                                      "paper's 'SR (Spa.)')", choices=("semantic", "spatial"))
+    sr_power: float = opt(2.0, "sharpening power p of the semantic weights, w ** p", gt=0)
+
+
+class PixCon(DenseMoCo):
+    """The PixCon variants' shared part: ``inbox_rule`` picks the in-box query cells."""
+
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__(cfg)
+        self.release_inbox = cfg.method.inbox_rule == "release"
+
+
+@register_method("pixcon_coord", PixConConfig)
+class PixConCoord(PixCon):
     """Coordinate matching: ``j* = argmin_j ||c_i - c'_j||``; weight 1 inside the views' intersection, else 0."""
 
     def match(self, query_feats: Tensor, key_feats: Tensor, batch: dict[str, Tensor], query_view: int,
@@ -29,13 +58,13 @@ class PixConCoord(DenseMoCo):
         return index, self.query_cells_in_box(batch, query_view, key_view, shape_q).float()
 
 
-@register_method("pixcon_sim")
-class PixConSim(DenseMoCo):
+@register_method("pixcon_sim", PixConConfig)
+class PixConSim(PixCon):
     """Similarity matching (the core's default): ``j* = argmax_j cos(b_q_i, b_k_j)``, every query weighted 1."""
 
 
-@register_method("pixcon_sr")
-class PixConSR(DenseMoCo):
+@register_method("pixcon_sr", PixConSRConfig)
+class PixConSR(PixCon):
     """PixCon-SR: Sim matching, each query's InfoNCE term weighted by how well its match agrees with its location.
 
     With ``s_i = max_j cos(b_q_i, b_k_j)`` on the online / momentum C5 maps (no gradient) and ``in_i`` = query cell

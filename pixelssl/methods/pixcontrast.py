@@ -8,11 +8,13 @@ intersection, then symmetrised (mean of the two directions).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pixelssl.config import PretrainConfig
+from pixelssl.config import MethodConfig, PretrainConfig, opt
 from pixelssl.losses import pixel_info_nce
 from pixelssl.methods.base import Method
 from pixelssl.methods.registry import register_method
@@ -20,7 +22,16 @@ from pixelssl.models.heads import ConvMLP, global_pool
 from pixelssl.models.queue import FeatureQueue
 
 
-@register_method("pixcontrast")
+@dataclass
+class PixContrastConfig(MethodConfig):
+    """PixContrast: pixel-level InfoNCE with PixPro's positives (the PixPro paper's contrastive baseline)."""
+
+    pos_ratio: float = opt(0.7, "positive when centre distance / larger bin diagonal < this", gt=0)
+    temperature: float = opt(0.3, "InfoNCE temperature (0.3 in the PixPro paper)", gt=0)
+    queue_size: int = opt(0, "queue of per-image pooled keys as extra negatives (0 = none)", ge=0)
+
+
+@register_method("pixcontrast", PixContrastConfig)
 class PixContrast(Method):
     def __init__(self, cfg: PretrainConfig) -> None:
         super().__init__(cfg)

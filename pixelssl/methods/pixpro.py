@@ -9,16 +9,31 @@ Follows the release's order of normalisations (docs/methods.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pixelssl.config import PretrainConfig
+from pixelssl.config import MethodConfig, PretrainConfig, opt
 from pixelssl.dense.chunked import CellPairs, chunked_consistency, chunked_pixel_propagation
 from pixelssl.losses import negative_cosine
 from pixelssl.methods.base import Method
 from pixelssl.methods.registry import register_method
 from pixelssl.models.heads import ConvMLP, global_pool
+
+
+@dataclass
+class PixProConfig(MethodConfig):
+    """PixPro: pixel-to-propagation consistency (PPM), optional PixPro+ instance branch."""
+
+    pos_ratio: float = opt(0.7, "positive when centre distance / larger bin diagonal < this", gt=0)
+    ppm_gamma: float = opt(2.0, "sharpness exponent of the propagation similarity", gt=0)
+    ppm_transform_layers: int = opt(1, "value transform g: 0 = identity, 1 = 1x1 conv, 2 = conv-BN-ReLU-conv",
+                                    choices=(0, 1, 2))
+    ins_loss_weight: float = opt(0.0, "weight of the instance branch (0 = off; 1 in the paper's PixPro+)", ge=0)
+    match_chunk_mib: float = opt(256.0, "memory budget (MiB) of one pairwise (B x rows x N) block of the matcher, "
+                                        "loss and PPM; bigger maps run in row blocks (0 = never split)", ge=0)
 
 
 def value_transform(layers: int, dim: int) -> nn.Module:
@@ -30,7 +45,7 @@ def value_transform(layers: int, dim: int) -> nn.Module:
     return ConvMLP(dim, dim, dim)
 
 
-@register_method("pixpro")
+@register_method("pixpro", PixProConfig)
 class PixPro(Method):
     def __init__(self, cfg: PretrainConfig) -> None:
         super().__init__(cfg)

@@ -19,17 +19,28 @@ convs beyond ``fpn_head_convs``. Both files are for a ResNet-50 (FCOS R50-FPN) o
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
-from pixelssl.config import PretrainConfig
-from pixelssl.methods.pixpro import PixPro
+from pixelssl.config import PretrainConfig, opt
+from pixelssl.methods.pixpro import PixPro, PixProConfig
 from pixelssl.methods.registry import register_method
 
 FPN_CHANNELS = 256  # torchvision's detection FPNs and FCOS head
 FPN_FILE, HEAD_FILE = "fpn.safetensors", "fcos_head.safetensors"
 _FCOS_TOWERS = ("classification_head.conv", "regression_head.conv")
+
+
+@dataclass
+class PixProFPNConfig(PixProConfig):
+    """PixPro on every level of torchvision FCOS's FPN (and, optionally, FCOS head convs)."""
+
+    fpn_levels: str = opt("p3-p7", "FPN levels the loss is applied to: p3-p7 (FCOS's FPN, P6/P7 included) | p3-p5 "
+                                   "(no P6/P7 convs)", choices=("p3-p7", "p3-p5"))
+    fpn_head_convs: int = opt(0, "FCOS head convs (3x3 conv-GN-ReLU, 0-4) shared by all levels between the FPN and "
+                                 "the projector, pre-trained for FCOS's head towers", ge=0, le=4)
 
 
 def fcos_fpn(backbone_channels: dict[str, int], extra_levels: bool) -> FeaturePyramidNetwork:
@@ -55,7 +66,7 @@ def _sub_state(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-@register_method("pixpro_fpn")
+@register_method("pixpro_fpn", PixProFPNConfig)
 class PixProFPN(PixPro):
     def build_neck(self, cfg: PretrainConfig) -> None:
         extra = cfg.method.fpn_levels == "p3-p7"

@@ -1,25 +1,29 @@
-"""Methods by name: ``@register_method("pixpro")`` on the class, ``build_method(cfg)`` to create one."""
+"""Methods by name: ``@register_method("pixpro", PixProConfig)`` on the class (its settings registered with it as
+the ``method`` section's schema), ``build_method(cfg)`` to create one."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pixelssl.config import MethodConfig, register_variant
 
 if TYPE_CHECKING:
-    from pixelssl.config import PretrainConfig
     from pixelssl.methods.base import Method
 
 _METHODS: dict[str, type] = {}
 
 
-def register_method(name: str) -> Callable[[type], type]:
-    """Class decorator adding a Method subclass to the registry under ``name``."""
+def register_method(name: str, settings: type[MethodConfig]) -> Callable[[type], type]:
+    """Class decorator adding a Method subclass to the registry under ``name``, with ``settings`` (its
+    ``MethodConfig`` subclass) as the schema of ``method.*`` when ``method.name`` is ``name``."""
 
     def add(cls: type) -> type:
         if name in _METHODS and _METHODS[name] is not cls:
             raise ValueError(f"method '{name}' is registered twice")
-        cls.method_name = name
+        register_variant(MethodConfig, name, settings)
+        cls.method_name, cls.settings_class = name, settings
         _METHODS[name] = cls
         return cls
 
@@ -33,7 +37,7 @@ def available_methods() -> list[str]:
 
 
 def method_class(name: str) -> type:
-    """The registered class of a method name (its class attributes tell config validation what it needs)."""
+    """The registered class of a method name."""
     names = available_methods()
     if name not in _METHODS:
         close = difflib.get_close_matches(name, names, n=1)
@@ -42,6 +46,6 @@ def method_class(name: str) -> type:
     return _METHODS[name]
 
 
-def build_method(cfg: PretrainConfig) -> Method:
+def build_method(cfg: Any) -> Method:
     """Instantiate the method named by ``cfg.method.name`` from the full pre-training config."""
     return method_class(cfg.method.name)(cfg)

@@ -62,8 +62,9 @@ class Encoders:
         projector = getattr(method, "projector", None) if is_pixpro else None
         if cfg is None:
             return cls(backbone, key, projector)
-        return cls(backbone, key, projector, float(cfg.method.ppm_gamma), float(cfg.method.sr_power),
-                   cfg.method.sr_weights == "spatial")
+        method_cfg = cfg.method  # each method has its own keys: PixPro's gamma, PixCon-SR's weights
+        return cls(backbone, key, projector, float(getattr(method_cfg, "ppm_gamma", 2.0)),
+                   float(getattr(method_cfg, "sr_power", 2.0)), getattr(method_cfg, "sr_weights", "") == "spatial")
 
 
 @dataclass

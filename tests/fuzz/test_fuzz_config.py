@@ -20,7 +20,17 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from pixelssl.cli import main
-from pixelssl.config import ConfigError, PretrainConfig, available_presets, load_config, schema_keys, to_dict, to_yaml
+from pixelssl.config import (
+    ConfigError,
+    PretrainConfig,
+    available_presets,
+    chosen_names,
+    defaults,
+    load_config,
+    schema_keys,
+    to_dict,
+    to_yaml,
+)
 from pixelssl.evaluate.detection import DetectionConfig
 from pixelssl.evaluate.probe import ProbeConfig
 from pixelssl.evaluate.segmentation import FinetuneConfig
@@ -80,10 +90,12 @@ def overrides(draw, schema: type) -> list[str]:
 
 
 def _check_config(cfg, schema: type) -> None:
-    """Every key of the loaded config reads back with the schema default's type; it serialises."""
-    defaults = OmegaConf.structured(schema)
-    for key in schema_keys(schema):
-        value, default = OmegaConf.select(cfg, key, throw_on_missing=True), OmegaConf.select(defaults, key)
+    """Every key of the loaded config (its method's keys for ``method``) reads back with the schema default's
+    type; it serialises."""
+    names = chosen_names(cfg)
+    default_cfg = defaults(schema, names)
+    for key in schema_keys(schema, names):
+        value, default = OmegaConf.select(cfg, key, throw_on_missing=True), OmegaConf.select(default_cfg, key)
         if OmegaConf.is_list(default):
             assert OmegaConf.is_list(value), key
         elif isinstance(default, bool):

@@ -9,7 +9,8 @@ from pixelssl.config import PretrainConfig, load_config
 from pixelssl.methods import build_method
 
 # Narrow heads and short queues; presets supply everything else (recipe switches, temperature, momentum).
-TINY_MODEL = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj_dim=16", "method.queue_size=12"]
+TINY_MODEL = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj_dim=16"]
+TINY_QUEUE = ["method.queue_size=12"]  # the methods with a queue (each method takes only its own keys)
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +24,8 @@ def tiny_method():
 
     def build(preset: str, *overrides: str):
         torch.manual_seed(0)
-        cfg = load_config(PretrainConfig, preset, [*TINY_MODEL, *overrides])
+        queue = TINY_QUEUE if "queue_size" in load_config(PretrainConfig, preset, list(overrides)).method else []
+        cfg = load_config(PretrainConfig, preset, [*TINY_MODEL, *queue, *overrides])
         return build_method(cfg).train()
 
     return build

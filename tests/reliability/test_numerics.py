@@ -20,7 +20,8 @@ from pixelssl.train.numerics import NonFiniteGuard, first_nonfinite, gradient_pr
 
 PRESETS = ["moco_r18_demo", "pixpro_r18_demo", "pixcontrast_r18_demo", "densecl_r18_demo",
            "pixcon_coord_r18_demo", "pixcon_sim_r18_demo", "pixcon_sr_r18_demo"]
-TINY_MODEL = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj_dim=16", "method.queue_size=12"]
+TINY_MODEL = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj_dim=16"]
+TINY_QUEUE = ["method.queue_size=12"]  # the methods with a queue (each method takes only its own keys)
 TINY_RUN = [*TINY_MODEL, "data.image_size=32", "data.synthetic.num_images=16", "data.synthetic.size=48",
             "data.num_workers=0", "train.batch_size=4", "train.warmup_steps=1", "train.log_every=1",
             "train.tensorboard=false", "train.progress=false", "train.amp=fp32", "train.threads=1"]
@@ -39,7 +40,8 @@ def _batch(b: int, size: int, *, identical: bool, disjoint: bool) -> dict[str, t
 def test_losses_are_finite_for_degenerate_batches(preset, one_thread):
     """All pixels identical (zero features after BatchNorm), and views that share no pixel (no positives)."""
     torch.manual_seed(0)
-    method = build_method(load_config(PretrainConfig, preset, TINY_MODEL)).train()
+    queue = TINY_QUEUE if "queue_size" in load_config(PretrainConfig, preset).method else []
+    method = build_method(load_config(PretrainConfig, preset, [*TINY_MODEL, *queue])).train()
     for identical, disjoint in ((True, False), (False, True), (True, True)):
         method.zero_grad(set_to_none=True)
         out = method(_batch(4, 64, identical=identical, disjoint=disjoint))

@@ -181,3 +181,18 @@ def test_config_keys_lists_shared_sections_then_each_methods_keys(capsys):
     assert "method.queue_size" not in blocks["pixpro"] and "method.ppm_gamma" not in blocks["moco"]
     assert "  method.sr_weights = 'semantic'  (semantic | spatial)" in blocks["pixcon_sr"]
     assert "  method.fpn_head_convs = 0  (in 0..4)" in blocks["pixpro_fpn"]
+
+
+def test_docs_list_each_methods_keys_with_their_defaults():
+    from pathlib import Path
+
+    from pixelssl.config import defaults
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    for name in METHODS:
+        block = text.split(f"`method.name={name}`", 1)[1].split("\n\n`method.name=", 1)[0].split("### ", 1)[0]
+        cfg = defaults(PretrainConfig, {"method": name})
+        for key in schema_keys(PretrainConfig, {"method": name}):
+            if key.startswith("method.") and key not in ("method.name", "method.momentum", "method.momentum_schedule"):
+                value = repr(cfg.method[key.split(".", 1)[1]]).replace("True", "true").replace("False", "false")
+                assert f"| `{key}` | `{value}`" in block, (name, key)

@@ -1,31 +1,62 @@
-"""What every pre-training method shares: the two-view batch, teacher (momentum) copies, geometry lookups."""
+"""What every pre-training method shares: its settings, the two-view batch, teacher (momentum) copies, geometry
+lookups."""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from pixelssl.config import PretrainConfig
+from pixelssl.config import MethodConfig, validate
 from pixelssl.dense.matching import cells_in_other_view, coordinate_positives
-from pixelssl.models.backbones import Backbone, build_backbone
+from pixelssl.models.backbones import build_backbone
 from pixelssl.models.momentum import cosine_momentum, ema_update_, make_teacher
 
 
 class Method(nn.Module):
     """A self-supervised method: ``forward(batch) -> {"loss": total, <named parts>...}``.
 
-    ``backbone`` is the online encoder used for evaluation and export. Teachers registered with
-    ``add_teacher("projector")`` become ``projector_k`` and follow ``momentum_update``.
+    Built from any ``nn.Module`` backbone that maps (B, 3, H, W) images to a (B, C, h, w) feature map, and the
+    method's keyword settings, the keys of its ``settings_class`` (``PixPro(backbone, ppm_gamma=2.0)``), range-checked
+    as the config keys are; or from a pre-training config, ``from_config(cfg)`` (``build_method(cfg)``). The batch
+    holds both views and their geometry (``view1``, ``view2``, ``box1``, ``box2``, ``flip1``, ``flip2``; what
+    ``pixelssl.TwoViews`` + ``collate_views`` give). ``backbone`` is the online encoder used for evaluation and
+    export. Teachers registered with ``add_teacher("projector")`` become ``projector_k``; call
+    ``momentum_update(momentum_at(step, total_steps))`` at the start of each step, before the forward pass.
     """
 
     method_name: str = ""
+    settings_class: type[MethodConfig] = MethodConfig  # set by register_method
 
-    def __init__(self, cfg: PretrainConfig) -> None:
+    def __init__(self, backbone: nn.Module, **settings: Any) -> None:
         super().__init__()
-        self.base_momentum = float(cfg.method.momentum)
-        self.momentum_schedule = str(cfg.method.momentum_schedule)
+        self.settings = self.checked_settings(settings)
+        self.base_momentum = float(self.settings.momentum)
+        self.momentum_schedule = str(self.settings.momentum_schedule)
         self._teachers: list[str] = []
-        self.backbone: Backbone = build_backbone(cfg.model.backbone, cfg.model.weights, cfg.model.zero_init_residual)
+        self.backbone = backbone
+
+    @classmethod
+    def checked_settings(cls, values: dict[str, Any]) -> MethodConfig:
+        """The settings object of this method from keyword values, checked against their declarations."""
+        names = [f.name for f in dataclasses.fields(cls.settings_class) if f.name != "name"]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no setting {unknown[0]!r}; its settings are {', '.join(names)}")
+        settings = cls.settings_class(name=cls.method_name, **values)
+        validate(settings, what=f"{cls.__name__} setting")
+        return settings
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Method:
+        """This method as a pre-training config describes it: the backbone ``cfg.model`` names (``build_backbone``),
+        the head widths of ``cfg.model`` and the keys of ``cfg.method``, through the same constructor."""
+        backbone = build_backbone(cfg.model.backbone, cfg.model.weights, cfg.model.zero_init_residual)
+        settings = {key: value for key, value in cfg.method.items() if key != "name"}
+        return cls(backbone, proj_hidden_dim=int(cfg.model.proj_hidden_dim), proj_dim=int(cfg.model.proj_dim),
+                   **settings)
 
     # ----------------------------------------------------------------- teachers
     def add_teacher(self, *students: str) -> None:
@@ -89,3 +120,14 @@ def shuffled_forward(module: nn.Module, x: Tensor, groups: int) -> Tensor:
     order = torch.randperm(x.shape[0], device=x.device)
     out = torch.cat([module(chunk) for chunk in x[order].chunk(groups)])
     return out[torch.argsort(order)]
+
+
+def feature_channels(backbone: nn.Module, feature_dim: int | None) -> int:
+    """Channels of the backbone's feature map: ``feature_dim``, else the backbone's ``out_channels``."""
+    if feature_dim is not None:
+        return int(feature_dim)
+    channels = getattr(backbone, "out_channels", None)
+    if not isinstance(channels, int):
+        raise ValueError(f"feature_dim: give the channels of the backbone's feature map ({type(backbone).__name__} "
+                         f"has no out_channels)")
+    return channels

@@ -17,15 +17,16 @@ Config switches give the DenseCL -> PixCon ablation: ``method.head_bn`` (BN in t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pixelssl.config import PretrainConfig, Problems, opt
+from pixelssl.config import Problems, opt
 from pixelssl.dense.matching import cells_in_other_view, feature_argmax, gather_cells, intersection_grid_cells
 from pixelssl.losses import dense_info_nce, info_nce
-from pixelssl.methods.base import Method, shuffled_forward
+from pixelssl.methods.base import Method, feature_channels, shuffled_forward
 from pixelssl.methods.moco import MoCoConfig
 from pixelssl.models.heads import MLP, ConvMLP, global_pool
 from pixelssl.models.queue import FeatureQueue
@@ -36,6 +37,8 @@ class DenseMoCoConfig(MoCoConfig):
     """The MoCo-v2(+) core with a dense branch (DenseCL, PixCon): MoCo's keys, the dense loss weight and the
     MoCo-v2+ switches."""
 
+    queue_size: int = opt(65536, "length of the two negatives queues, global and dense (65536 in DenseCL and PixCon, "
+                                 "4096 in the demo presets)", ge=0)
     loss_lambda: float = opt(0.5, "dense loss weight, total = (1 - lambda) * global + lambda * dense", ge=0, le=1)
     head_bn: bool = opt(True, "BatchNorm in the projection / prediction heads (MoCo-v2+; false = DenseCL's heads)")
     predictor: bool = opt(True, "global and dense predictors on the online side (MoCo-v2+; false = MoCo-v2 / "
@@ -48,26 +51,35 @@ class DenseMoCoConfig(MoCoConfig):
 
 
 class DenseMoCo(Method):
-    """Shared core; a subclass states its matching in ``match`` (default: argmax of backbone-feature cosine)."""
+    """Shared core; a subclass states its matching in ``match`` (default: argmax of backbone-feature cosine).
+
+    Built on a backbone that returns a (B, feature_dim, h, w) map: ``DenseCL(backbone, feature_dim=512,
+    queue_size=4096, head_bn=False, predictor=False, symmetric=False)``; the keywords are ``DenseMoCoConfig``'s keys
+    (and the PixCon variants' own).
+    """
 
     release_inbox = False  # which query cells are in-box (query_cells_in_box): PixCon's method.inbox_rule
 
-    def __init__(self, cfg: PretrainConfig) -> None:
-        super().__init__(cfg)
-        me = cfg.method
-        channels, hidden, dim = self.backbone.out_channels, cfg.model.proj_hidden_dim, cfg.model.proj_dim
-        bn = bool(me.head_bn)
+    def __init__(self, backbone: nn.Module, *, feature_dim: int | None = None, proj_hidden_dim: int = 4096,
+                 proj_dim: int = 256, temperature: float = 0.3, queue_size: int = 65536, shuffle_bn_groups: int = 1,
+                 symmetric: bool = True, loss_lambda: float = 0.5, head_bn: bool = True, predictor: bool = True,
+                 momentum: float = 0.99, momentum_schedule: str = "cosine", **variant: Any) -> None:
+        super().__init__(backbone, temperature=temperature, queue_size=queue_size, shuffle_bn_groups=shuffle_bn_groups,
+                         symmetric=symmetric, loss_lambda=loss_lambda, head_bn=head_bn, predictor=predictor,
+                         momentum=momentum, momentum_schedule=momentum_schedule, **variant)
+        channels, hidden, dim = feature_channels(backbone, feature_dim), proj_hidden_dim, proj_dim
+        bn = bool(head_bn)
         self.projector = MLP(channels, hidden, dim, batch_norm=bn)
         self.dense_projector = ConvMLP(channels, hidden, dim, batch_norm=bn)
         # Predictors on the online side only (MoCo-v2+ / BYOL asymmetry); identity for the MoCo-v2 recipe.
-        self.predictor = MLP(dim, hidden, dim, batch_norm=bn) if me.predictor else nn.Identity()
-        self.dense_predictor = ConvMLP(dim, hidden, dim, batch_norm=bn) if me.predictor else nn.Identity()
-        self.queue = FeatureQueue(dim, me.queue_size)
-        self.dense_queue = FeatureQueue(dim, me.queue_size)
-        self.temperature = float(me.temperature)
-        self.loss_lambda = float(me.loss_lambda)
-        self.symmetric = bool(me.symmetric)
-        self.shuffle_groups = int(me.shuffle_bn_groups)
+        self.predictor = MLP(dim, hidden, dim, batch_norm=bn) if predictor else nn.Identity()
+        self.dense_predictor = ConvMLP(dim, hidden, dim, batch_norm=bn) if predictor else nn.Identity()
+        self.queue = FeatureQueue(dim, queue_size)
+        self.dense_queue = FeatureQueue(dim, queue_size)
+        self.temperature = float(temperature)
+        self.loss_lambda = float(loss_lambda)
+        self.symmetric = bool(symmetric)
+        self.shuffle_groups = int(shuffle_bn_groups)
         self.add_teacher("backbone", "projector", "dense_projector")
 
     # ----------------------------------------------------------------- matching (what differs per method)

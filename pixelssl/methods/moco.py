@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from pixelssl.config import MethodConfig, PretrainConfig, opt
+from pixelssl.config import MethodConfig, opt
 from pixelssl.losses import info_nce
-from pixelssl.methods.base import Method, shuffled_forward
+from pixelssl.methods.base import Method, feature_channels, shuffled_forward
 from pixelssl.methods.registry import register_method
 from pixelssl.models.heads import MLP, global_pool
 from pixelssl.models.queue import FeatureQueue
@@ -36,13 +36,19 @@ class MoCoConfig(MethodConfig):
 
 @register_method("moco", MoCoConfig)
 class MoCo(Method):
-    def __init__(self, cfg: PretrainConfig) -> None:
-        super().__init__(cfg)
-        self.head = MLP(self.backbone.out_channels, cfg.model.proj_hidden_dim, cfg.model.proj_dim)
-        self.temperature = float(cfg.method.temperature)
-        self.shuffle_groups = int(cfg.method.shuffle_bn_groups)
-        self.queue = FeatureQueue(cfg.model.proj_dim, cfg.method.queue_size) if cfg.method.queue_size > 0 else None
-        self.symmetric = bool(cfg.method.symmetric)
+    """MoCo-v2 on a backbone that returns a (B, feature_dim, h, w) map (pooled here): ``MoCo(backbone,
+    feature_dim=512, queue_size=65536, temperature=0.2)``; the keywords are ``MoCoConfig``'s keys."""
+
+    def __init__(self, backbone: nn.Module, *, feature_dim: int | None = None, proj_hidden_dim: int = 4096,
+                 proj_dim: int = 256, temperature: float = 0.3, queue_size: int = 0, shuffle_bn_groups: int = 1,
+                 symmetric: bool = True, momentum: float = 0.99, momentum_schedule: str = "cosine") -> None:
+        super().__init__(backbone, temperature=temperature, queue_size=queue_size, shuffle_bn_groups=shuffle_bn_groups,
+                         symmetric=symmetric, momentum=momentum, momentum_schedule=momentum_schedule)
+        self.head = MLP(feature_channels(backbone, feature_dim), proj_hidden_dim, proj_dim)
+        self.temperature = float(temperature)
+        self.shuffle_groups = int(shuffle_bn_groups)
+        self.queue = FeatureQueue(proj_dim, queue_size) if queue_size > 0 else None
+        self.symmetric = bool(symmetric)
         self.add_teacher("backbone", "head")
 
     def _key(self, view: Tensor) -> Tensor:

@@ -11,10 +11,11 @@ choose each query pixel's positive.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from pixelssl.config import PretrainConfig, opt
+from pixelssl.config import opt
 from pixelssl.dense.matching import feature_argmax, nearest_cell, semantic_weights
 from pixelssl.methods.dense_moco import DenseMoCo, DenseMoCoConfig
 from pixelssl.methods.registry import register_method
@@ -40,11 +41,12 @@ class PixConSRConfig(PixConConfig):
 
 
 class PixCon(DenseMoCo):
-    """The PixCon variants' shared part: ``inbox_rule`` picks the in-box query cells."""
+    """The PixCon variants' shared part: ``inbox_rule`` picks the in-box query cells; the other keywords are the
+    MoCo-v2+ core's (``DenseMoCo``)."""
 
-    def __init__(self, cfg: PretrainConfig) -> None:
-        super().__init__(cfg)
-        self.release_inbox = cfg.method.inbox_rule == "release"
+    def __init__(self, backbone: nn.Module, *, inbox_rule: str = "centre", **core: Any) -> None:
+        super().__init__(backbone, inbox_rule=inbox_rule, **core)
+        self.release_inbox = inbox_rule == "release"
 
 
 @register_method("pixcon_coord", PixConConfig)
@@ -77,10 +79,11 @@ class PixConSR(PixCon):
     1 in-box, 0 outside.
     """
 
-    def __init__(self, cfg: PretrainConfig) -> None:
-        super().__init__(cfg)
-        self.power = float(cfg.method.sr_power)
-        self.spatial_only = cfg.method.sr_weights == "spatial"
+    def __init__(self, backbone: nn.Module, *, sr_weights: str = "semantic", sr_power: float = 2.0,
+                 **pixcon: Any) -> None:
+        super().__init__(backbone, sr_weights=sr_weights, sr_power=sr_power, **pixcon)
+        self.power = float(sr_power)
+        self.spatial_only = sr_weights == "spatial"
 
     def match(self, query_feats: Tensor, key_feats: Tensor, batch: dict[str, Tensor], query_view: int,
               key_view: int) -> tuple[Tensor, Tensor]:

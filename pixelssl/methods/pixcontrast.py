@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from pixelssl.config import MethodConfig, PretrainConfig, opt
+from pixelssl.config import MethodConfig, opt
 from pixelssl.losses import pixel_info_nce
-from pixelssl.methods.base import Method
+from pixelssl.methods.base import Method, feature_channels
 from pixelssl.methods.registry import register_method
 from pixelssl.models.heads import ConvMLP, global_pool
 from pixelssl.models.queue import FeatureQueue
@@ -33,12 +33,18 @@ class PixContrastConfig(MethodConfig):
 
 @register_method("pixcontrast", PixContrastConfig)
 class PixContrast(Method):
-    def __init__(self, cfg: PretrainConfig) -> None:
-        super().__init__(cfg)
-        self.projector = ConvMLP(self.backbone.out_channels, cfg.model.proj_hidden_dim, cfg.model.proj_dim)
-        self.pos_ratio = float(cfg.method.pos_ratio)
-        self.temperature = float(cfg.method.temperature)
-        self.queue = FeatureQueue(cfg.model.proj_dim, cfg.method.queue_size) if cfg.method.queue_size > 0 else None
+    """PixContrast on a backbone that returns a (B, feature_dim, h, w) map: ``PixContrast(backbone,
+    feature_dim=512, temperature=0.3)``; the keywords are ``PixContrastConfig``'s keys."""
+
+    def __init__(self, backbone: nn.Module, *, feature_dim: int | None = None, proj_hidden_dim: int = 4096,
+                 proj_dim: int = 256, pos_ratio: float = 0.7, temperature: float = 0.3, queue_size: int = 0,
+                 momentum: float = 0.99, momentum_schedule: str = "cosine") -> None:
+        super().__init__(backbone, pos_ratio=pos_ratio, temperature=temperature, queue_size=queue_size,
+                         momentum=momentum, momentum_schedule=momentum_schedule)
+        self.projector = ConvMLP(feature_channels(backbone, feature_dim), proj_hidden_dim, proj_dim)
+        self.pos_ratio = float(pos_ratio)
+        self.temperature = float(temperature)
+        self.queue = FeatureQueue(proj_dim, queue_size) if queue_size > 0 else None
         self.add_teacher("backbone", "projector")
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -10,15 +10,16 @@ Follows the release's order of normalisations (docs/methods.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pixelssl.config import MethodConfig, PretrainConfig, opt
+from pixelssl.config import MethodConfig, opt
 from pixelssl.dense.chunked import CellPairs, chunked_consistency, chunked_pixel_propagation
 from pixelssl.losses import negative_cosine
-from pixelssl.methods.base import Method
+from pixelssl.methods.base import Method, feature_channels
 from pixelssl.methods.registry import register_method
 from pixelssl.models.heads import ConvMLP, global_pool
 
@@ -47,20 +48,35 @@ def value_transform(layers: int, dim: int) -> nn.Module:
 
 @register_method("pixpro", PixProConfig)
 class PixPro(Method):
-    def __init__(self, cfg: PretrainConfig) -> None:
-        super().__init__(cfg)
-        self.build_neck(cfg)
-        hidden, dim = cfg.model.proj_hidden_dim, cfg.model.proj_dim
+    """PixPro on a backbone that returns a (B, feature_dim, h, w) map (C5 of a ResNet: ``feature_dim`` 2048 for a
+    ResNet-50, 512 for a ResNet-18; read from ``backbone.out_channels`` when it has one).
+
+        >>> backbone = nn.Sequential(*list(torchvision.models.resnet18().children())[:-2])  # C5, no pooling
+        >>> method = PixPro(backbone, feature_dim=512, proj_hidden_dim=1024, proj_dim=128)
+        >>> method.momentum_update(method.momentum_at(step, total_steps)); loss = method(batch)["loss"]
+
+    The other keywords are ``PixProConfig``'s keys (``method.*`` of the ``pixpro`` presets).
+    """
+
+    def __init__(self, backbone: nn.Module, *, feature_dim: int | None = None, proj_hidden_dim: int = 4096,
+                 proj_dim: int = 256, pos_ratio: float = 0.7, ppm_gamma: float = 2.0, ppm_transform_layers: int = 1,
+                 ins_loss_weight: float = 0.0, match_chunk_mib: float = 256.0, momentum: float = 0.99,
+                 momentum_schedule: str = "cosine", **variant: Any) -> None:
+        super().__init__(backbone, pos_ratio=pos_ratio, ppm_gamma=ppm_gamma, ppm_transform_layers=ppm_transform_layers,
+                         ins_loss_weight=ins_loss_weight, match_chunk_mib=match_chunk_mib, momentum=momentum,
+                         momentum_schedule=momentum_schedule, **variant)
+        self.feature_dim = feature_channels(backbone, feature_dim)
+        self.build_neck()
+        hidden, dim = proj_hidden_dim, proj_dim
         self.projector = ConvMLP(self.dense_channels, hidden, dim)
-        self.value_transform = value_transform(cfg.method.ppm_transform_layers, dim)
-        self.gamma = float(cfg.method.ppm_gamma)
-        self.pos_ratio = float(cfg.method.pos_ratio)
-        self.chunk_mib = float(cfg.method.match_chunk_mib)
-        self.instance_weight = float(cfg.method.ins_loss_weight)
+        self.value_transform = value_transform(ppm_transform_layers, dim)
+        self.gamma = float(ppm_gamma)
+        self.pos_ratio = float(pos_ratio)
+        self.chunk_mib = float(match_chunk_mib)
+        self.instance_weight = float(ins_loss_weight)
         teachers = ["backbone", *self.neck_modules, "projector"]
         if self.instance_weight > 0:
-            channels = self.backbone.out_channels
-            self.projector_instance = ConvMLP(channels, hidden, dim)
+            self.projector_instance = ConvMLP(self.feature_dim, hidden, dim)
             self.predictor = ConvMLP(dim, hidden, dim)
             teachers.append("projector_instance")
         self.add_teacher(*teachers)
@@ -69,13 +85,13 @@ class PixPro(Method):
     neck_modules: tuple[str, ...] = ()  # modules between backbone and projector, each with a teacher copy
     level_names: tuple[str, ...] = ("c5",)  # the maps the dense loss is applied to
 
-    def build_neck(self, cfg: PretrainConfig) -> None:
-        """Create the neck modules (none: the projector reads C5)."""
+    def build_neck(self) -> None:
+        """Create the neck modules from ``self.settings`` (none: the projector reads C5)."""
 
     @property
     def dense_channels(self) -> int:
         """Channels of the maps the projector reads."""
-        return self.backbone.out_channels
+        return self.feature_dim
 
     def encode(self, view: Tensor, teacher: bool = False) -> tuple[list[Tensor], Tensor]:
         """(maps for the dense loss, one per level in ``level_names``; C5 for the instance branch) of one view."""

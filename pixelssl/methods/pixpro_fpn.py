@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
-from pixelssl.config import PretrainConfig, opt
+from pixelssl.config import opt
 from pixelssl.methods.pixpro import PixPro, PixProConfig
 from pixelssl.methods.registry import register_method
 
@@ -68,13 +69,23 @@ def _sub_state(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 @register_method("pixpro_fpn", PixProFPNConfig)
 class PixProFPN(PixPro):
-    def build_neck(self, cfg: PretrainConfig) -> None:
-        extra = cfg.method.fpn_levels == "p3-p7"
+    """PixPro on FCOS's FPN over C3-C5 of a pixelssl ``Backbone`` (``forward_levels`` and ``channels``, e.g.
+    ``build_backbone("resnet50")``): ``PixProFPN(backbone, fpn_levels="p3-p7", fpn_head_convs=0, **pixpro)``."""
+
+    def __init__(self, backbone: nn.Module, *, fpn_levels: str = "p3-p7", fpn_head_convs: int = 0,
+                 **pixpro: Any) -> None:
+        if not (hasattr(backbone, "forward_levels") and isinstance(getattr(backbone, "channels", None), dict)):
+            raise TypeError(f"PixProFPN needs a backbone with forward_levels() and channels (C3-C5), as "
+                            f"pixelssl.models.backbones.build_backbone gives; not {type(backbone).__name__}")
+        super().__init__(backbone, fpn_levels=fpn_levels, fpn_head_convs=fpn_head_convs, **pixpro)
+
+    def build_neck(self) -> None:
+        extra = self.settings.fpn_levels == "p3-p7"
         self.level_names = ("p3", "p4", "p5", "p6", "p7") if extra else ("p3", "p4", "p5")
         self.fpn = fcos_fpn(self.backbone.channels, extra)
         self.neck_modules = ("fpn",)
-        if cfg.method.fpn_head_convs > 0:
-            self.head_tower = fcos_head_tower(cfg.method.fpn_head_convs)
+        if self.settings.fpn_head_convs > 0:
+            self.head_tower = fcos_head_tower(self.settings.fpn_head_convs)
             self.neck_modules = ("fpn", "head_tower")
 
     @property

@@ -47,5 +47,6 @@ def method_class(name: str) -> type:
 
 
 def build_method(cfg: Any) -> Method:
-    """Instantiate the method named by ``cfg.method.name`` from the full pre-training config."""
-    return method_class(cfg.method.name)(cfg)
+    """The method ``cfg.method.name`` names, built from a pre-training config: the backbone from ``cfg.model``,
+    then the method's own constructor with ``cfg.method``'s keys (``Method.from_config``)."""
+    return method_class(cfg.method.name).from_config(cfg)

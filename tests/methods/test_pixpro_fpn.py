@@ -43,7 +43,7 @@ def test_every_trained_parameter_gets_a_gradient(tiny_method, two_view_batch, ov
 def test_fpn_has_exactly_fcos_key_names():
     cfg = load_config(PretrainConfig, "pixpro_fpn_r50", ["model.proj_hidden_dim=32", "model.proj_dim=16"])
     with torch.device("meta"):
-        method = PixProFPN(cfg)
+        method = PixProFPN.from_config(cfg)
         fcos = _fcos()
     fpn_state = method.extra_weights(method.state_dict())[FPN_FILE]
     expected = fcos.backbone.fpn.state_dict()

@@ -1,4 +1,5 @@
-"""Self-supervised losses, one function each, on L2-normalised features.
+"""Self-supervised losses, one function each, on L2-normalised features, and the same losses as ``nn.Module``s
+(``PixProConsistency``, ``InfoNCE``, ``DenseInfoNCE``, ``PixelInfoNCE``, ``NegativeCosine``) for one's own loop.
 
 Dense losses take channel-first maps flattened to (B, C, N) and a positive mask (B, N1, N2) from
 ``pixelssl.dense.matching``; every one is finite when an image has no positives.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from pixelssl.dist import global_mean
 
@@ -154,3 +155,91 @@ def pixel_info_nce(
     log_numerator = torch.logsumexp(logits.masked_fill(~pos, float("-inf")), dim=-1)
     per_pixel = torch.where(valid, log_denominator - log_numerator, torch.zeros_like(log_denominator))
     return global_mean(per_pixel.sum(), valid.sum(), 1.0)  # ranks hold different numbers of valid pixels
+
+
+# --------------------------------------------------------------------------- the losses as modules
+class PixProConsistency(nn.Module):
+    """PixPro's pixel-to-propagation consistency, one direction (Xie et al., "Propagate Yourself: Exploring
+    Pixel-Level Consistency for Unsupervised Visual Representation Learning", CVPR 2021): per image, minus
+    twice the mean cosine between the propagated features ``pred`` (B, C, N1) and the momentum features ``key``
+    (B, C, N2) over the positive pairs (B, N1, N2); averaged over the batch. Add both directions for PixPro's loss.
+
+        >>> pred, key = F.normalize(torch.randn(2, 16, 49), dim=1), F.normalize(torch.randn(2, 16, 49), dim=1)
+        >>> positives = torch.rand(2, 49, 49) < 0.05  # e.g. dense.matching.coordinate_positives(...)
+        >>> loss = PixProConsistency()(pred, key, positives)  # in [-2, 2]; -2 when every positive pair agrees
+    """
+
+    def forward(self, pred: Tensor, key: Tensor, positives: Tensor) -> Tensor:
+        return pixpro_consistency(pred, key, positives)
+
+
+class InfoNCE(nn.Module):
+    """Instance InfoNCE (van den Oord et al., "Representation Learning with Contrastive Predictive Coding", 2018;
+    as MoCo uses it: He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020):
+    ``-log(e^{q.k+/t} / (e^{q.k+/t} + sum_n e^{q.n/t}))`` per query, the positive of query i being key i; negatives
+    from a queue (K, C), or, without one, the batch's other keys.
+
+        >>> q, k = F.normalize(torch.randn(8, 128), dim=1), F.normalize(torch.randn(8, 128), dim=1)
+        >>> queue = F.normalize(torch.randn(4096, 128), dim=1)  # or None: the other keys of the batch
+        >>> loss = InfoNCE(temperature=0.2)(q, k, queue)
+    """
+
+    def __init__(self, temperature: float = 0.2) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, query: Tensor, key: Tensor, negatives: Tensor | None = None) -> Tensor:
+        return info_nce(query, key, negatives, self.temperature)
+
+
+class DenseInfoNCE(nn.Module):
+    """DenseCL's dense InfoNCE (Wang et al., "Dense Contrastive Learning for Self-Supervised Visual Pre-Training",
+    CVPR 2021): each query pixel of ``query`` (B, C, N) against its matched key pixel ``key[..., i]`` and a
+    queue (K, C); the mean over all pixels, or the weighted mean ``sum w_i l_i / sum w_i`` of PixCon-SR (Pang et
+    al., "Revisiting Pixel-Level Contrastive Pre-Training on Scene Images", WACV 2024) with ``weights`` (B, N).
+
+        >>> q, k = F.normalize(torch.randn(2, 128, 49), dim=1), F.normalize(torch.randn(2, 128, 49), dim=1)
+        >>> queue = F.normalize(torch.randn(4096, 128), dim=1)  # k[..., i]: the key pixel matched to query pixel i
+        >>> loss = DenseInfoNCE(temperature=0.2)(q, k, queue)
+    """
+
+    def __init__(self, temperature: float = 0.2) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, query: Tensor, key: Tensor, negatives: Tensor, weights: Tensor | None = None) -> Tensor:
+        return dense_info_nce(query, key, negatives, self.temperature, weights)
+
+
+class PixelInfoNCE(nn.Module):
+    """PixContrast's pixel InfoNCE (the contrastive baseline of Xie et al.'s PixPro paper, CVPR 2021): for query
+    pixel i, ``-log(sum_pos e^{s/t} / sum_all e^{s/t})`` over the key pixels of the same image (``positives``
+    (B, N1, N2) marks the positives, the others are negatives, plus an optional queue (K, C)), averaged over the
+    ``valid`` (B, N1) query pixels of the batch.
+
+        >>> q, k = F.normalize(torch.randn(2, 128, 49), dim=1), F.normalize(torch.randn(2, 128, 49), dim=1)
+        >>> positives, valid = torch.eye(49, dtype=torch.bool).expand(2, 49, 49), torch.ones(2, 49, dtype=torch.bool)
+        >>> loss = PixelInfoNCE(temperature=0.3)(q, k, positives, valid)
+    """
+
+    def __init__(self, temperature: float = 0.3) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, query: Tensor, key: Tensor, positives: Tensor, valid: Tensor,
+                negatives: Tensor | None = None) -> Tensor:
+        return pixel_info_nce(query, key, positives, valid, self.temperature, negatives)
+
+
+class NegativeCosine(nn.Module):
+    """BYOL's regression loss (Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020):
+    ``-2 * mean(cos(pred, target))`` on (B, C) vectors, 2 - 2 cos up to a constant (PixPro+'s instance branch).
+
+        >>> pred, target = torch.randn(8, 256), torch.randn(8, 256)
+        >>> loss = NegativeCosine()(pred, target)  # -2 when every pair points the same way
+        >>> bool(-2 <= loss <= 2)
+        True
+    """
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return negative_cosine(pred, target)

@@ -149,3 +149,39 @@ def test_queue_info_nce_under_autocast_is_close_to_fp32():
     assert low.dtype == torch.float32 and low_grad.dtype == torch.float32
     assert abs(low.item() - exact.item()) < 0.02 * exact.item()
     assert float((low_grad - exact_grad).norm() / exact_grad.norm()) < 0.05
+
+
+# ------------------------------------------------------------------ the losses as modules
+LOSS_MODULES = ["PixProConsistency", "InfoNCE", "DenseInfoNCE", "PixelInfoNCE", "NegativeCosine"]
+
+
+@pytest.mark.parametrize("name", LOSS_MODULES)
+def test_each_loss_module_cites_its_paper_and_its_example_runs(name):
+    import doctest
+
+    import pixelssl
+    from pixelssl import losses
+
+    cls = getattr(pixelssl, name)
+    assert cls is getattr(losses, name) and issubclass(cls, torch.nn.Module)
+    examples = [line for line in cls.__doc__.splitlines() if line.strip().startswith(">>>")]
+    assert len(examples) == 3 and any(year in cls.__doc__ for year in ("2018", "2020", "2021", "2024"))
+    torch.manual_seed(0)
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in finder.find(cls, name, globs={"torch": torch, "F": F, name: cls}):
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 3
+
+
+def test_loss_modules_compute_the_functions():
+    from pixelssl.losses import DenseInfoNCE, InfoNCE, NegativeCosine, PixelInfoNCE, PixProConsistency
+
+    torch.manual_seed(0)
+    q, k, queue = normed(4, 8), normed(4, 8), normed(16, 8)
+    assert torch.equal(InfoNCE(0.2)(q, k, queue), info_nce(q, k, queue, 0.2))
+    assert torch.equal(NegativeCosine()(q, k), negative_cosine(q, k))
+    dq, dk, pos = normed(2, 8, 6), normed(2, 8, 6), torch.rand(2, 6, 6) < 0.3
+    valid, weights = torch.ones(2, 6, dtype=torch.bool), torch.rand(2, 6, dtype=torch.float64)
+    assert torch.equal(PixProConsistency()(dq, dk, pos), pixpro_consistency(dq, dk, pos))
+    assert torch.equal(DenseInfoNCE(0.2)(dq, dk, queue, weights), dense_info_nce(dq, dk, queue, 0.2, weights))
+    assert torch.equal(PixelInfoNCE(0.3)(dq, dk, pos, valid), pixel_info_nce(dq, dk, pos, valid, 0.3))

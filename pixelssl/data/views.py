@@ -1,4 +1,6 @@
 """Two random views of one image, each with its geometry: crop box in source-image coordinates and flip flag.
+``TwoViews`` is the transform for one's own dataset (an image in, the sample a method takes out), ``collate_views``
+its batch.
 
 Boxes follow PixPro's release (docs/methods.md): a crop with top-left pixel (left, top) and size
 (w, h) in a W x H image has box ``(left / (W - 1), top / (H - 1), (left + w - 1) / (W - 1), (top + h - 1) / (H - 1))``.
@@ -8,12 +10,18 @@ The box is stored unflipped; the flip flag tells ``dense.geometry`` to mirror th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+
+from pixelssl.data.augment import build_augment
 
 
 @dataclass
@@ -150,3 +158,63 @@ class TwoViewSampler:
         _, image_h, image_w = image.shape
         first, second = self.draw(image_h, image_w, generator)
         return self.render(image, first), self.render(image, second)
+
+
+def as_uint8_image(image: Any) -> Tensor:
+    """A (3, H, W) uint8 tensor from a PIL image (any mode), an (H, W[, C]) uint8 array, or a (C, H, W) tensor
+    (uint8, or float in [0, 1]); one channel is repeated to three."""
+    if isinstance(image, Image.Image):
+        return TF.pil_to_tensor(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image if image.ndim == 3 else image[..., None])).permute(2, 0, 1)
+    if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise TypeError(f"expected a PIL image, an (H, W, C) array or a (C, H, W) tensor with 1 or 3 channels, got "
+                        f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}")
+    if image.dtype != torch.uint8:
+        image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return image.expand(3, -1, -1).contiguous() if image.shape[0] == 1 else image
+
+
+class TwoViews:
+    """A transform for your own dataset: one image -> both views with their geometry, the sample every method takes.
+
+    ``TwoViews(224)(image)`` gives ``view1`` / ``view2`` (3, size, size) float32, photometrically augmented (BYOL's
+    asymmetric recipe by default) and ImageNet-normalised; ``box1`` / ``box2`` (4,) float32, each crop's box in the
+    source image (normalised, PixPro's convention); ``flip1`` / ``flip2`` bool. ``collate_views`` stacks samples into
+    the batch ``method(batch)`` reads.
+
+        >>> data = torchvision.datasets.ImageFolder("images/", transform=TwoViews(224))
+        >>> loader = DataLoader(data, batch_size=64, shuffle=True, drop_last=True, collate_fn=collate_views)
+        >>> loss = method(next(iter(loader)))["loss"]
+
+    The crops are drawn from ``generator`` when one is given (a sample's views then depend on it alone), else from
+    torch's global RNG, as the photometric steps always are. ``augment`` is ``"byol"``, ``"none"`` (normalisation
+    only) or a pair of callables (uint8 (3, h, w) -> float (3, h, w)), one per view.
+    """
+
+    def __init__(self, size: int = 224, scale: tuple[float, float] = (0.08, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), flip_prob: float = 0.5, require_overlap: bool = False,
+                 max_resample: int = 20, augment: str | Sequence[Callable[[Tensor], Tensor]] = "byol") -> None:
+        self.sampler = TwoViewSampler(size, scale, ratio, flip_prob, require_overlap, max_resample)
+        self.augment = (build_augment(augment, 0), build_augment(augment, 1)) if isinstance(augment, str) else \
+            tuple(augment)
+        if len(self.augment) != 2:
+            raise ValueError(f"augment: give one callable per view, got {len(self.augment)}")
+
+    def __call__(self, image: Any, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        if generator is None:
+            generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        first, second = self.sampler(as_uint8_image(image), generator)
+        return {"view1": self.augment[0](first.image), "view2": self.augment[1](second.image),
+                "box1": first.box, "box2": second.box,
+                "flip1": torch.tensor(first.flipped), "flip2": torch.tensor(second.flipped)}
+
+
+def collate_views(samples: Sequence[dict[str, Tensor] | tuple]) -> dict[str, Tensor]:
+    """The batch of ``TwoViews`` samples, a ``DataLoader``'s ``collate_fn``: each key stacked (``view1``
+    (B, 3, size, size), ``box1`` (B, 4), ``flip1`` (B,), ...). From a torchvision dataset's (sample, label) pairs
+    it takes the samples."""
+    if not samples:
+        raise ValueError("collate_views: no samples")
+    dicts = [sample[0] if isinstance(sample, (tuple, list)) else sample for sample in samples]
+    return {key: torch.stack([torch.as_tensor(d[key]) for d in dicts]) for key in dicts[0]}

@@ -8,8 +8,14 @@ config's ``method`` section takes that schema when ``method.name`` names the met
 May import: ``data``, ``dense``, ``models``, ``losses``, ``config``, ``dist``, ``io``, ``errors``.
 """
 
-from pixelssl.methods import densecl, moco, pixcon, pixcontrast, pixpro, pixpro_fpn  # noqa: F401  (registration side effects)
 from pixelssl.methods.base import Method
+from pixelssl.methods.densecl import DenseCL
+from pixelssl.methods.moco import MoCo
+from pixelssl.methods.pixcon import PixConCoord, PixConSim, PixConSR
+from pixelssl.methods.pixcontrast import PixContrast
+from pixelssl.methods.pixpro import PixPro
+from pixelssl.methods.pixpro_fpn import PixProFPN
 from pixelssl.methods.registry import available_methods, build_method, register_method
 
-__all__ = ["Method", "available_methods", "build_method", "register_method"]
+__all__ = ["DenseCL", "Method", "MoCo", "PixConCoord", "PixConSR", "PixConSim", "PixContrast", "PixPro", "PixProFPN",
+           "available_methods", "build_method", "register_method"]

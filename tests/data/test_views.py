@@ -60,3 +60,44 @@ def test_same_generator_seed_gives_the_same_views():
     b = sampler(image, torch.Generator().manual_seed(7))
     for va, vb in zip(a, b):
         assert torch.equal(va.image, vb.image) and torch.equal(va.box, vb.box) and va.flipped == vb.flipped
+
+
+# ------------------------------------------------------------------ TwoViews: the transform for one's own data
+def test_two_views_gives_the_batch_format_the_methods_take():
+    import numpy as np
+    from PIL import Image
+
+    from pixelssl.data.views import TwoViews, collate_views
+
+    views = TwoViews(32, augment="none")
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    inputs = [Image.fromarray(rgb), Image.fromarray(rgb).convert("L"), rgb, torch.from_numpy(rgb).permute(2, 0, 1),
+              torch.from_numpy(rgb).permute(2, 0, 1).float() / 255]
+    samples = [views(image, torch.Generator().manual_seed(1)) for image in inputs]
+    assert {k: tuple(v.shape) for k, v in samples[0].items()} == {"view1": (3, 32, 32), "view2": (3, 32, 32),
+                                                                 "box1": (4,), "box2": (4,), "flip1": (), "flip2": ()}
+    assert samples[0]["view1"].dtype == torch.float32 and samples[0]["flip1"].dtype == torch.bool
+    for other in (samples[2], samples[3], samples[4]):  # the same pixels in any form: the same views
+        assert all(torch.equal(samples[0][k], other[k]) for k in samples[0])
+    assert torch.equal(samples[0]["box1"], samples[1]["box1"])  # a grey image: the same crops
+    batch = collate_views([*samples, (samples[0], 7)])  # a torchvision dataset's (sample, label) pairs too
+    assert batch["view1"].shape == (6, 3, 32, 32) and batch["box2"].shape == (6, 4) and batch["flip1"].shape == (6,)
+
+
+def test_two_views_matches_the_pretraining_sampler_and_augments_each_view():
+    from pixelssl.data.views import TwoViews
+
+    image = torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    sampler = TwoViewSampler(24, scale=(0.3, 1.0), require_overlap=True)
+    first, second = sampler(image, torch.Generator().manual_seed(5))
+    plain = TwoViews(24, scale=(0.3, 1.0), require_overlap=True, augment=(lambda v: v.float(), lambda v: -v.float()))
+    sample = plain(image, torch.Generator().manual_seed(5))
+    assert torch.equal(sample["box1"], first.box) and torch.equal(sample["box2"], second.box)
+    assert torch.equal(sample["view1"], first.image.float()) and torch.equal(sample["view2"], -second.image.float())
+    assert bool(sample["flip2"]) == second.flipped
+    torch.manual_seed(3)
+    a = TwoViews(24)(image)
+    torch.manual_seed(3)
+    assert all(torch.equal(a[k], v) for k, v in TwoViews(24)(image).items())  # torch's seed decides it all
+    with pytest.raises(TypeError, match="expected a PIL image"):
+        TwoViews(24)(torch.zeros(2, 10, 10))

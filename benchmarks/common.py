@@ -21,7 +21,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    from pixelssl.train.runtime import cpu_has_native_bf16
+    from pixelssl.engine.runtime import cpu_has_native_bf16
 
     info = {"date": date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
@@ -72,7 +72,7 @@ def write_results(name: str, payload: dict, table: str) -> None:
 # --------------------------------------------------------------------------- resumable measurements
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a results .jsonl (a torn last line from an interrupted run is ignored), read as run metrics are."""
-    from pixelssl.train.logger import read_metrics
+    from pixelssl.engine.logger import read_metrics
 
     return read_metrics(path)
 

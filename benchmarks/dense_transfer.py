@@ -137,10 +137,10 @@ def evaluate(backbone: torch.nn.Module, args: argparse.Namespace, seed: int) -> 
 
 
 def measure(name: str, seed: int, args: argparse.Namespace, rows: list[dict]) -> dict:
+    from pixelssl.engine.runtime import seed_everything
     from pixelssl.methods.registry import build_method
     from pixelssl.models.backbones import build_backbone
     from pixelssl.train.loop import pretrain
-    from pixelssl.train.runtime import seed_everything
 
     row: dict = {"kind": "row", "method": name, "seed": seed}
     out = REPO / "runs" / "dense_transfer" / f"{name}_s{seed}_{key_of(name, seed, settings(args))}"

@@ -19,11 +19,11 @@ error and the others still run; the JSON is rewritten after every part, so a kil
    in [-4, 4]).
 4. ``nccl``: a subprocess with torchrun's environment for one process (``WORLD_SIZE=1``, ``RANK=0``,
    ``LOCAL_RANK=0``, ``MASTER_ADDR=127.0.0.1``, a free ``MASTER_PORT``) runs 10 pre-training steps with
-   ``model.sync_bn=true`` through ``pixelssl.train.distributed``: NCCL group via ``env://``, SyncBatchNorm
+   ``model.sync_bn=true`` through ``pixelssl.engine.distributed``: NCCL group via ``env://``, SyncBatchNorm
    conversion, DDP wrap, the loop's collectives (loss all-reduce, checkpoint gathers, replica check), shutdown.
    pixelssl treats a group of one as "not distributed" (it would skip all of that), so the worker counts a
    one-process group as distributed (``pixelssl.dist.is_distributed`` and two attributes of
-   ``pixelssl.train.distributed`` patched in that subprocess only, plus wrappers around ``init`` and ``wrap`` that
+   ``pixelssl.engine.distributed`` patched in that subprocess only, plus wrappers around ``init`` and ``wrap`` that
    record the backend and the wrapper type). torch's
    SyncBatchNorm itself exchanges no statistics at world size 1 (it falls back to BatchNorm's kernel); its
    cross-GPU exchange needs two GPUs.
@@ -110,7 +110,7 @@ TINY = Sizes("resnet18", 64, 4, 1, 2, 2, (1, 2), 16, (128, 96), 1, (64,), 2,
 
 # --------------------------------------------------------------------------------------- inside a part's process
 def native_bf16(device: str) -> bool:
-    from pixelssl.train.runtime import cpu_has_native_bf16
+    from pixelssl.engine.runtime import cpu_has_native_bf16
 
     return device == "cuda" or cpu_has_native_bf16()
 
@@ -134,7 +134,7 @@ def train(s: Sizes, args: argparse.Namespace, name: str, amp: str, steps: int, e
     import torch
 
     from pixelssl.config import PretrainConfig, load_config
-    from pixelssl.train.logger import read_metrics
+    from pixelssl.engine.logger import read_metrics
     from pixelssl.train.loop import pretrain
 
     cfg = load_config(PretrainConfig, "pixpro_r50", [*train_overrides(s, args, name, amp, steps), *extra])
@@ -215,7 +215,7 @@ def count_one_process_group_as_distributed() -> dict:
     import torch.distributed as dist
 
     import pixelssl.dist
-    from pixelssl.train import distributed
+    from pixelssl.engine import distributed
 
     seen: dict = {}
     distributed.launched_world_size = lambda: 2  # only gates init(): the group itself is WORLD_SIZE from the env

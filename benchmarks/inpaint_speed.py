@@ -65,7 +65,7 @@ def conv_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> float:
 
 
 def sizes(device: str, dtype: str) -> dict:
-    from pixelssl.train.runtime import cpu_has_native_bf16
+    from pixelssl.engine.runtime import cpu_has_native_bf16
 
     return REDUCED if (device == "cpu" and dtype == "bf16" and not cpu_has_native_bf16()) else FULL
 

@@ -145,9 +145,9 @@ def method_case(method: str, device: torch.device, dtype: str, batch: int, warmu
 
     from pixelssl.data.device_batch import DeviceBatches
     from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
+    from pixelssl.engine.runtime import resolve_precision
     from pixelssl.methods.registry import build_method
     from pixelssl.train.optim import build_optimizer, lr_at, set_lr
-    from pixelssl.train.runtime import resolve_precision
 
     cfg = build_config(method, device.type, dtype, batch, workers, jpeg_root)
     t = cfg.train

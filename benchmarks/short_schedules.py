@@ -93,10 +93,10 @@ def read_rows() -> list[dict]:
 def measure(setting: str, seed: int, steps: int, workdir: Path) -> dict:
     from pixelssl.config import PretrainConfig, load_config
     from pixelssl.demo import FULL, _probe
+    from pixelssl.engine.runtime import seed_everything
     from pixelssl.methods.registry import build_method
     from pixelssl.models.backbones import build_backbone
     from pixelssl.train.loop import pretrain
-    from pixelssl.train.runtime import seed_everything
 
     preset, overrides = SETTINGS[setting]
     base = [f"train.seed={seed}", f"run.output_dir={workdir}", f"run.name={setting}_s{seed}",
@@ -119,7 +119,7 @@ def measure(setting: str, seed: int, steps: int, workdir: Path) -> dict:
             step0 = Monitor(cfg, build_two_view_dataset(cfg.data, seed).source, torch.device("cpu")).measure(start)
         result = pretrain(cfg)
         if curve:
-            from pixelssl.train.logger import read_metrics
+            from pixelssl.engine.logger import read_metrics
 
             records = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if "monitor/probe_miou" in r]
             row["curve"] = [{"step": 0, **step0}, *records]

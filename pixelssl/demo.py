@@ -58,8 +58,8 @@ def _probe(backbone: torch.nn.Module, budget: DemoBudget) -> dict:
 def untrained_controls(configs: list[PretrainConfig]) -> list[tuple[str, torch.nn.Module]]:
     """The untrained network each run starts from, once per initialisation in use: gains count against these, since
     the initialisation alone moves the probe (zero-init residual 27.7 vs default 23.6 at seed 0)."""
+    from pixelssl.engine.runtime import seed_everything
     from pixelssl.models.backbones import build_backbone
-    from pixelssl.train.runtime import seed_everything
 
     inits = [(cfg.model.backbone, bool(cfg.model.zero_init_residual), cfg.train.seed) for cfg in configs]
     controls, seen = [], set()

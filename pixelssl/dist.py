@@ -3,7 +3,7 @@ training loops, so that losses, queues and evaluation use the same few functions
 
 Every function is a no-op (or returns its input) when no group with more than one process is active, so the same
 code runs in a single process unchanged. Joining the group, wrapping a model in DDP and sharding the data are the
-launcher's business (``train.distributed``); what is here only talks to a group that already exists:
+launcher's business (``engine.distributed``); what is here only talks to a group that already exists:
 
 - ``is_distributed`` / ``rank_world``: whether a group of several processes is active, and this process's place;
 - ``concat_all_gather`` / ``all_reduce_mean`` / ``global_mean`` / ``all_gather_objects``: tensors and objects

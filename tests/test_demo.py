@@ -43,8 +43,8 @@ def test_demo_controls_are_the_untrained_start_of_each_initialisation_in_use():
 
     from pixelssl.config import PretrainConfig, load_config
     from pixelssl.demo import untrained_controls
+    from pixelssl.engine.runtime import seed_everything
     from pixelssl.methods import build_method
-    from pixelssl.train.runtime import seed_everything
 
     small = ["model.proj_hidden_dim=16", "model.proj_dim=8"]
     configs = [load_config(PretrainConfig, "pixpro_r18_demo", [*small, "model.zero_init_residual=true"]),

@@ -48,7 +48,7 @@ def check_nccl_and_fill(parts: dict) -> None:
 
 
 def test_tiny_cpu_mode_runs_the_one_process_distributed_part_and_the_fills(tmp_path):
-    """The driver, the distributed worker (the part most exposed to changes in ``train/distributed.py``) and the
+    """The driver, the distributed worker (the part most exposed to changes in ``engine/distributed.py``) and the
     fill timing; ~25 s, while every part takes 50-80 s on two shared cores (the slow test below)."""
     parts = run_tiny(tmp_path, "nccl", "fill")
     assert set(parts) == {"nccl", "fill"}

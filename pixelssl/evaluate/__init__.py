@@ -4,6 +4,6 @@ fine-tuning (``segmentation``), image-level probes (``classification``), detecti
 where a backbone comes from (``source``) and the probe / fine-tuning commands (``commands``,
 ``detection_commands``).
 
-May import: ``export`` (released checkpoints through ``export.importers``), ``train`` (runtime) and everything
-below; not ``report`` / ``inpaint`` / ``cli`` / ``demo``.
+May import: ``export`` (released checkpoints through ``export.importers``), ``engine`` (runtime) and everything
+below; not ``train`` (whose live monitor uses the probe), ``report`` / ``inpaint`` / ``cli`` / ``demo``.
 """

@@ -15,7 +15,7 @@ from pixelssl.errors import DataError
 
 def select_device(name: str) -> torch.device:
     """The evaluation device for config key ``device`` (``auto`` -> CUDA when available)."""
-    from pixelssl.train.runtime import resolve_device
+    from pixelssl.engine.runtime import resolve_device
 
     return resolve_device(name, key="device")
 

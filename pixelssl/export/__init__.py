@@ -1,7 +1,7 @@
 """Take pre-trained weights to the tools people already use (torchvision, timm, detectron2, safetensors), and bring
 released checkpoints (PixPro, DenseCL, PixCon, MoCo, detectron2, torchvision) into ours.
 
-May import: ``train`` (checkpoints) and everything below it; not ``evaluate`` (which imports ``export.importers``)
+May import: ``engine`` (checkpoints) and everything below it; not ``evaluate`` (which imports ``export.importers``)
 nor anything above.
 """
 

@@ -1,6 +1,6 @@
 """What ``pixelssl export`` reads: a run directory or a weights file, reduced to a torchvision ResNet state dict.
 
-A run directory is read from its newest checkpoint that verifies (``train.checkpoint.load_newest_valid``; it holds
+A run directory is read from its newest checkpoint that verifies (``engine.checkpoint.load_newest_valid``; it holds
 the same weights as ``backbone.safetensors`` at the end of a run, and also those of a stopped run and the method's
 extra weight files such as pixpro_fpn's FPN), else from ``backbone.safetensors`` and any other ``*.safetensors``
 beside it. A weights file (``.safetensors`` or a ``weights_only`` torch file) gives the backbone only, and so does a
@@ -15,11 +15,11 @@ from pathlib import Path
 
 from torch import Tensor
 
+from pixelssl.engine.checkpoint import load_newest_valid, step_checkpoints
 from pixelssl.errors import PixelSSLError
 from pixelssl.export.importers import import_checkpoint
 from pixelssl.methods.registry import method_class
 from pixelssl.models.backbones import RESNETS, infer_arch, read_state_dict, strip_prefixes
-from pixelssl.train.checkpoint import load_newest_valid, step_checkpoints
 
 log = logging.getLogger(__name__)
 BACKBONE_FILE = "backbone.safetensors"

@@ -5,8 +5,9 @@ its subcommands) stays cheap::
 
     from pixelssl.inpaint import fill_folder, fill_image, load_generator
 
-May import: ``evaluate`` and everything below (today: ``train``'s run machinery, ``data``, ``dense.propagation``
-for contextual attention, ``config``, ``io``, ``errors``); not its sibling ``report``, nor ``cli`` / ``demo``.
+May import: ``evaluate`` and everything below (today: ``engine``'s run machinery, ``data``, ``dense.propagation``
+for contextual attention, ``config``, ``io``, ``errors``); not its siblings ``report`` / ``train``, nor ``cli`` /
+``demo``.
 """
 
 from __future__ import annotations

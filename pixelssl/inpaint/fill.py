@@ -40,13 +40,13 @@ from torchvision.transforms.v2 import functional as TF
 
 from pixelssl.data.datasets import is_image_file
 from pixelssl.data.decode import UnreadableImage, read_rgb
+from pixelssl.engine.logger import Progress
 from pixelssl.errors import DataError, PixelSSLError, WeightsFileError
 from pixelssl.inpaint.masks import load_mask
 from pixelssl.inpaint.networks import InpaintGenerator
 from pixelssl.inpaint.train import build_generator, to_signed, to_unit
 from pixelssl.io import atomic_write
 from pixelssl.models.safe_load import load_torch
-from pixelssl.train.logger import Progress
 
 log = logging.getLogger(__name__)
 

@@ -29,16 +29,16 @@ from torchvision.utils import make_grid
 from pixelssl import __version__
 from pixelssl.config import to_dict
 from pixelssl.data.loader import StepBatchSampler, build_image_source, sample_seed
+from pixelssl.engine.checkpoint import save_checkpoint
+from pixelssl.engine.logger import MetricsWriter, Progress
+from pixelssl.engine.run import start_run, timestamped
+from pixelssl.engine.runtime import capture_rng, resolve_device, restore_rng, seed_everything
 from pixelssl.errors import DataError, TrainingDiverged
 from pixelssl.inpaint.config import InpaintConfig
 from pixelssl.inpaint.losses import InpaintLoss
 from pixelssl.inpaint.masks import sample_training_masks
 from pixelssl.inpaint.networks import InpaintCritics, InpaintGenerator, parameter_count
 from pixelssl.io import save_weights
-from pixelssl.train.checkpoint import save_checkpoint
-from pixelssl.train.logger import MetricsWriter, Progress
-from pixelssl.train.run import start_run, timestamped
-from pixelssl.train.runtime import capture_rng, resolve_device, restore_rng, seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The figure set of a run: a method's dense features on a fixed set of images and view pairs, drawn with
 ``report.attention``. Shared by the HTML report and the periodic TensorBoard figures (``TensorBoardFigures``, the
-drawer the pre-training command hands to ``train.logger.MetricsWriter``).
+drawer the pre-training command hands to ``engine.logger.MetricsWriter``).
 
 Images: held-out synthetic scenes (split ``val``, the run's generator settings) for runs on the built-in scenes,
 else the first images of the run's ``data.root`` (sorted by path); each squared (shorter side resized, centre crop).
@@ -187,7 +187,7 @@ def _view_figures(encoders: Encoders, item: FigureImage) -> list[RunFigure]:
 
 class TensorBoardFigures:
     """The periodic TensorBoard figures of a pre-training run (``train.figure_every``): every figure kind of the
-    run's first fixed image, tagged ``figures/<kind>/<image index>``. A ``train.logger.FigureDrawer``; the image is
+    run's first fixed image, tagged ``figures/<kind>/<image index>``. An ``engine.logger.FigureDrawer``; the image is
     prepared on first use, from the run's config."""
 
     def __init__(self, count: int = 1) -> None:

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from pixelssl.config import PretrainConfig, load_config, to_yaml
+from pixelssl.engine.logger import read_metrics
 from pixelssl.errors import PixelSSLError
-from pixelssl.train.logger import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def _load_evals(run: RunData) -> None:
 
 def _method_from_checkpoint(run: RunData) -> None:
     """The method rebuilt from the newest valid checkpoint (a corrupt newest one is skipped, as resume does)."""
+    from pixelssl.engine.checkpoint import CheckpointError, load_newest_valid
     from pixelssl.methods.registry import build_method
-    from pixelssl.train.checkpoint import CheckpointError, load_newest_valid
 
     folder = run.path / "checkpoints"
     try:

@@ -62,7 +62,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from pixelssl.train.logger import read_metrics
+    from pixelssl.engine.logger import read_metrics
 
     run = Path(args.run)
     config_path = run / "config.yaml"

@@ -4,7 +4,7 @@ prepare the run (config, processes, data, model, optimiser, maybe a checkpoint) 
 momentum, forward under autocast, finite check, backward, (clip), step -> log / checkpoint -> export the backbone.
 
 Under ``torchrun`` every process runs this same function on its shard of each step's global batch
-(``train/distributed.py``); gradients are averaged by DDP, logged values are means over the processes, and only
+(``engine/distributed.py``); gradients are averaged by DDP, logged values are means over the processes, and only
 rank 0 writes the run directory, metrics, checkpoints and progress.
 """
 
@@ -26,20 +26,20 @@ from pixelssl.config import PretrainConfig, to_dict
 from pixelssl.data.device_batch import DeviceBatches
 from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
 from pixelssl.data.worker_report import reporting
+from pixelssl.engine import distributed
+from pixelssl.engine.checkpoint import save_checkpoint
+from pixelssl.engine.lock import RunLock
+from pixelssl.engine.logger import FigureDrawer, MetricsWriter, Progress
+from pixelssl.engine.numerics import NonFiniteGuard, first_nonfinite, gradient_problem
+from pixelssl.engine.preemption import StopRequest
+from pixelssl.engine.run import load_run_config, make_run_dir, timestamped
+from pixelssl.engine.runtime import capture_rng, resolve_precision, restore_rng, seed_everything
 from pixelssl.errors import DataError, PixelSSLError, Preempted, TrainingDiverged
 from pixelssl.io import save_weights
 from pixelssl.methods.registry import build_method
 from pixelssl.models.backbones import save_backbone
-from pixelssl.train import distributed
-from pixelssl.train.checkpoint import save_checkpoint
-from pixelssl.train.lock import RunLock
-from pixelssl.train.logger import FigureDrawer, MetricsWriter, Progress
 from pixelssl.train.monitor import build_monitor
-from pixelssl.train.numerics import NonFiniteGuard, first_nonfinite, gradient_problem
 from pixelssl.train.optim import build_optimizer, lr_at, set_lr
-from pixelssl.train.preemption import StopRequest
-from pixelssl.train.run import load_run_config, make_run_dir, timestamped
-from pixelssl.train.runtime import capture_rng, resolve_precision, restore_rng, seed_everything
 
 log = logging.getLogger(__name__)
 

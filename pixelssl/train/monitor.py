@@ -54,12 +54,12 @@ from torch import Tensor, nn
 from pixelssl.config import ConfigError
 from pixelssl.data.augment import normalize
 from pixelssl.data.views import TwoViewSampler
+from pixelssl.engine.runtime import capture_rng, restore_rng
 from pixelssl.errors import DataError
 from pixelssl.evaluate.common import eval_mode, threads
 from pixelssl.evaluate.probe import LinearProbeHead, ProbeConfig, cache_features, evaluate_probe, train_cached
 from pixelssl.evaluate.transforms import resize_image, resize_label, scaled_size
 from pixelssl.models.heads import ConvMLP
-from pixelssl.train.runtime import capture_rng, restore_rng
 
 log = logging.getLogger(__name__)
 

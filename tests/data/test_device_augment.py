@@ -124,7 +124,7 @@ def test_loader_ships_uint8_views_whose_parameters_reproduce_the_cpu_views():
 
 def test_pretraining_with_device_augmentation_follows_the_loader_path(tmp_path):
     from pixelssl.config import PretrainConfig, load_config
-    from pixelssl.train.logger import read_metrics
+    from pixelssl.engine.logger import read_metrics
     from pixelssl.train.loop import pretrain
 
     common = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj_dim=16", "data.image_size=32",

@@ -184,8 +184,8 @@ def test_device_decode_needs_device_augment():
 def test_pretraining_on_device_decoded_jpegs_matches_the_cpu_path(tmp_path, caplog):
     """End to end: the same run with JPEGs decoded 'on the device' (CPU here) gives bit-identical losses and
     weights, and a file that only fails at decode time is skipped with one warning and counted."""
-    from pixelssl.train.checkpoint import load_checkpoint
-    from pixelssl.train.logger import read_metrics
+    from pixelssl.engine.checkpoint import load_checkpoint
+    from pixelssl.engine.logger import read_metrics
     from pixelssl.train.loop import pretrain
 
     root = tmp_path / "images"

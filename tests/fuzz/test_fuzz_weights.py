@@ -3,7 +3,7 @@ and pickles holding code, through every loader a user's file reaches.
 
 Loaders: ``models.safe_load.load_weights_file`` (what every weights read goes through), ``resolve_backbone`` (the
 ``--backbone`` of probe / finetune-seg / finetune-det), ``import_checkpoint`` and ``pixelssl import`` (each
-``--from``), ``pixelssl export``, ``train.checkpoint.load_checkpoint`` (``--resume``) and the inpainting
+``--from``), ``pixelssl export``, ``engine.checkpoint.load_checkpoint`` (``--resume``) and the inpainting
 ``load_generator`` (``fill`` / ``eval`` / ``serve --weights``). A case passes when the loader returns or raises a
 one-line ``PixelSSLError`` naming the file (the CLI: exit 1 with one ``error:`` line, nothing written); a file
 holding pickled code must be refused with a message that says so and why, and its code must never run.
@@ -43,13 +43,13 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from pixelssl.cli import main
+from pixelssl.engine.checkpoint import load_checkpoint
 from pixelssl.errors import PixelSSLError
 from pixelssl.evaluate.source import resolve_backbone
 from pixelssl.export.importers import IMPORT_FORMATS, import_checkpoint
 from pixelssl.inpaint.fill import load_generator
 from pixelssl.models.backbones import build_backbone
 from pixelssl.models.safe_load import load_weights_file
-from pixelssl.train.checkpoint import load_checkpoint
 
 with torch.device("meta"):
     R18 = {k: tuple(v.shape) for k, v in build_backbone("resnet18").state_dict().items()}

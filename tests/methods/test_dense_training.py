@@ -14,8 +14,8 @@ from PIL import Image
 
 from pixelssl.cli import main
 from pixelssl.config import ConfigError, PretrainConfig, load_config
-from pixelssl.train.checkpoint import load_checkpoint
-from pixelssl.train.logger import read_metrics
+from pixelssl.engine.checkpoint import load_checkpoint
+from pixelssl.engine.logger import read_metrics
 from pixelssl.train.loop import pretrain
 
 PRESETS = ["densecl_r18_demo", "pixcon_coord_r18_demo", "pixcon_sim_r18_demo", "pixcon_sr_r18_demo"]

@@ -11,8 +11,8 @@ import pickle
 import pytest
 import torch
 
+from pixelssl.engine.checkpoint import CheckpointError, load_checkpoint, load_newest_valid, save_checkpoint
 from pixelssl.io import sha256_file
-from pixelssl.train.checkpoint import CheckpointError, load_checkpoint, load_newest_valid, save_checkpoint
 
 
 def _state(step: int) -> dict:

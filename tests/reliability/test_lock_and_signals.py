@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
+from pixelssl.engine.lock import RunLock
+from pixelssl.engine.preemption import StopRequest
 from pixelssl.errors import RunLocked
-from pixelssl.train.lock import RunLock
-from pixelssl.train.preemption import StopRequest
 
 
 def test_second_lock_on_a_live_owner_is_refused(tmp_path):

@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from pixelssl.config import PretrainConfig, load_config
+from pixelssl.engine.checkpoint import load_checkpoint
+from pixelssl.engine.logger import read_metrics
+from pixelssl.engine.numerics import NonFiniteGuard, first_nonfinite, gradient_problem
 from pixelssl.errors import TrainingDiverged
 from pixelssl.methods import build_method
 from pixelssl.models.queue import FeatureQueue
-from pixelssl.train.checkpoint import load_checkpoint
-from pixelssl.train.logger import read_metrics
 from pixelssl.train.loop import pretrain
-from pixelssl.train.numerics import NonFiniteGuard, first_nonfinite, gradient_problem
 
 PRESETS = ["moco_r18_demo", "pixpro_r18_demo", "pixcontrast_r18_demo", "densecl_r18_demo",
            "pixcon_coord_r18_demo", "pixcon_sim_r18_demo", "pixcon_sr_r18_demo"]

@@ -99,7 +99,7 @@ def test_resume_auto_needs_a_run_name(tmp_path, capsys):
 
 
 def test_preempted_in_process_leaves_a_resumable_run(tmp_path, reference, monkeypatch):
-    from pixelssl.train import preemption
+    from pixelssl.engine import preemption
 
     original_enter = preemption.StopRequest.__enter__
 

@@ -15,8 +15,8 @@ from pixelssl.config import PretrainConfig, load_config
 from pixelssl.data import loader as loader_module
 from pixelssl.data.loader import StepBatchSampler, build_pretrain_loader, build_two_view_dataset
 from pixelssl.data.worker_report import LoadTracker, explain_worker_death, reporting
+from pixelssl.engine.checkpoint import load_checkpoint
 from pixelssl.errors import DataError
-from pixelssl.train.checkpoint import load_checkpoint
 from pixelssl.train.loop import pretrain
 
 BATCH, IMAGES = 4, 32

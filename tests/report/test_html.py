@@ -217,7 +217,7 @@ def test_the_pretrain_command_hands_the_figures_to_training_and_the_api_warns_wi
 
 
 def test_figures_during_training_leave_the_weights_unchanged(runs, tmp_path, make_run):
-    from pixelssl.train.checkpoint import load_checkpoint
+    from pixelssl.engine.checkpoint import load_checkpoint
 
     plain = make_run(tmp_path, "plain")  # the fixture's PixPro run without figures (drawn after steps 1 and 2)
     with_figures = load_checkpoint(runs["pixpro"] / "checkpoints" / "last.pt")["model"]

@@ -8,8 +8,8 @@ import json
 import numpy as np
 from PIL import Image
 
+from pixelssl.engine.logger import read_metrics
 from pixelssl.report import plots
-from pixelssl.train.logger import read_metrics
 
 RECORDS = [
     {"step": 1, "loss": 2.0, "loss_dense": 1.5, "lr": 0.1, "momentum": 0.99, "img_per_s": 10.0},

@@ -15,12 +15,12 @@ import torch
 
 from pixelssl.config import ConfigError, PretrainConfig, load_config
 from pixelssl.data.loader import StepBatchSampler
+from pixelssl.engine import distributed
+from pixelssl.engine.checkpoint import load_checkpoint
+from pixelssl.engine.logger import read_metrics
+from pixelssl.engine.runtime import seed_everything
 from pixelssl.methods.registry import build_method
-from pixelssl.train import distributed
-from pixelssl.train.checkpoint import load_checkpoint
-from pixelssl.train.logger import read_metrics
 from pixelssl.train.loop import pretrain
-from pixelssl.train.runtime import seed_everything
 
 HERE = Path(__file__).resolve().parent
 # A small lr keeps the runs in the regime where float32 rounding (about 1e-3 of a ResNet gradient with batches

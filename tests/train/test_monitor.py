@@ -15,9 +15,9 @@ from torch import nn
 
 from pixelssl.config import ConfigError, PretrainConfig, load_config
 from pixelssl.data.loader import build_image_source
+from pixelssl.engine.checkpoint import load_checkpoint
+from pixelssl.engine.logger import read_metrics
 from pixelssl.methods import build_method
-from pixelssl.train.checkpoint import load_checkpoint
-from pixelssl.train.logger import read_metrics
 from pixelssl.train.loop import pretrain
 from pixelssl.train.monitor import Monitor, build_monitor, collapse_indicators
 

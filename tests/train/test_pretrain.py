@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from pixelssl.config import ConfigError, PretrainConfig, load_config
+from pixelssl.engine.checkpoint import load_checkpoint
+from pixelssl.engine.logger import read_metrics
 from pixelssl.errors import PixelSSLError, TrainingDiverged
-from pixelssl.train.checkpoint import load_checkpoint
-from pixelssl.train.logger import read_metrics
 from pixelssl.train.loop import pretrain
 
 TINY = [

@@ -1,4 +1,4 @@
-"""train.logger: metrics records, resume truncation, and TensorBoard figures from a drawer handed in by the caller."""
+"""engine.logger: metrics records, resume truncation, and TensorBoard figures from a drawer handed in by the caller."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from pixelssl.train.logger import MetricsWriter, read_metrics
+from pixelssl.engine.logger import MetricsWriter, read_metrics
 
 
 def test_resume_drops_records_past_the_resumed_step(tmp_path):
@@ -35,7 +35,7 @@ def test_figures_come_from_the_drawer_and_a_failing_one_is_switched_off(tmp_path
 
     writer = MetricsWriter(tmp_path, 0, tensorboard=True, figures=drawer)
     assert writer.write_figures(1, "method", "cfg") >= 0 and calls == [("method", "cfg")]
-    with caplog.at_level(logging.WARNING, logger="pixelssl.train.logger"):
+    with caplog.at_level(logging.WARNING, logger="pixelssl.engine.logger"):
         writer.write_figures(2, "method", "cfg")
     assert "figures failed at step 2 (no features); no more figures this run" in caplog.text
     assert writer.write_figures(3, "method", "cfg") == 0.0 and len(calls) == 2

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 
 from pixelssl.config import load_config, schema_keys, to_yaml
+from pixelssl.engine.checkpoint import load_checkpoint, load_newest_valid
 from pixelssl.errors import PixelSSLError
-from pixelssl.train.checkpoint import load_checkpoint, load_newest_valid
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -63,7 +63,7 @@ def init(device_name: str, key: str = "train.device") -> DistContext:
     ``device_name`` is the config value (auto | cpu | cuda | cuda:N). Under torchrun, CUDA means cuda:LOCAL_RANK
     (one process per GPU) with NCCL; CPU means gloo. A group the caller already created is reused, not destroyed.
     """
-    from pixelssl.train.runtime import resolve_device
+    from pixelssl.engine.runtime import resolve_device
 
     device = resolve_device(device_name, key)
     already = dist.is_available() and dist.is_initialized()

@@ -146,8 +146,9 @@ def method_case(method: str, device: torch.device, dtype: str, batch: int, warmu
     from pixelssl.data.device_batch import DeviceBatches
     from pixelssl.data.loader import build_pretrain_loader, build_two_view_dataset
     from pixelssl.engine.runtime import resolve_precision
+    from pixelssl.engine.schedules import set_lr, warmup_cosine
     from pixelssl.methods.registry import build_method
-    from pixelssl.train.optim import build_optimizer, lr_at, set_lr
+    from pixelssl.train.optim import build_optimizer
 
     cfg = build_config(method, device.type, dtype, batch, workers, jpeg_root)
     t = cfg.train
@@ -197,7 +198,7 @@ def method_case(method: str, device: torch.device, dtype: str, batch: int, warmu
         sync(device)
         times = {"data_wait": time.perf_counter() - mark}
         mark = time.perf_counter()
-        set_lr(optimizer, lr_at(step, 1000, peak_lr, 0))
+        set_lr(optimizer, warmup_cosine(step, 1000, peak_lr, 0))
         if model.has_teacher:
             model.momentum_update(model.momentum_at(step, 1000))  # before the forward pass, as the loop
         sync(device)

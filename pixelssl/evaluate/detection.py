@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from pixelssl.config import choice, opt, register_validator, require
 from pixelssl.data.loader import StepBatchSampler, sample_seed
 from pixelssl.dist import all_gather_objects, convert_sync_batchnorm, rank_world
+from pixelssl.engine.schedules import set_lr, warmup_multistep
 from pixelssl.errors import DataError, PixelSSLError, TrainingDiverged
 from pixelssl.evaluate.coco_eval import coco_metrics, predict_coco
 from pixelssl.evaluate.common import bf16_autocast, select_device, threads, typed_config
@@ -163,18 +163,6 @@ def _train_loader(train_ds: Any, cfg: Any) -> DataLoader:
 
 
 # --------------------------------------------------------------------------- optimisation
-def lr_factor(step: int, cfg: Any) -> float:
-    """Multiplier of the peak lr at ``step``: warm-up from ``warmup_factor``, then step or cosine decay."""
-    if cfg.schedule == "cosine":
-        factor = 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-    else:
-        factor = 0.1 ** sum(step >= m * cfg.steps for m in cfg.lr_milestones)
-    if step < cfg.warmup_steps:  # detectron2's WarmupMultiStepLR: linear from warmup_factor to 1
-        alpha = step / cfg.warmup_steps
-        factor *= cfg.warmup_factor * (1 - alpha) + alpha
-    return factor
-
-
 def _prepare(model: nn.Module, cfg: Any, device: torch.device) -> nn.Module:
     """SyncBatchNorm (norm=sync) and DistributedDataParallel when several processes train together."""
     _, world = rank_world()
@@ -238,8 +226,8 @@ def finetune_detection(backbone: Backbone, train_ds: Any, val_ds: Any, config: D
         window: list[Tensor] = []
         trained.train()
         for step, (images, targets) in enumerate(_train_loader(train_ds, cfg)):
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(step, cfg)
+            set_lr(optimizer, cfg.lr * warmup_multistep(step, cfg.steps, cfg.lr_milestones, cfg.warmup_steps,
+                                                        cfg.warmup_factor, cfg.schedule))
             images = [image.to(device) for image in images]
             targets = [{key: value.to(device) for key, value in target.items()} for target in targets]
             with bf16_autocast(cfg.amp, device):

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from pixelssl.config import choice, opt, register_validator, require, sub
 from pixelssl.data.loader import StepBatchSampler
+from pixelssl.engine.schedules import cosine
 from pixelssl.errors import DataError
 from pixelssl.evaluate.common import (
     check_compatible,
@@ -235,8 +236,7 @@ def probe_optimizer(params: Any, cfg: LinearFitConfig, total_steps: int) -> tupl
                                                            weight_decay=cfg.weight_decay)
     else:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine(min(step, total_steps), total_steps))
     return optimizer, schedule
 
 

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Sampler
 from pixelssl.config import choice, opt, register_validator, require, sub
 from pixelssl.data.loader import StepBatchSampler
 from pixelssl.dist import rank_world
+from pixelssl.engine.schedules import scale_lr, warmup_decay
 from pixelssl.errors import DataError, PixelSSLError
 from pixelssl.evaluate.common import (
     bf16_autocast,
@@ -282,16 +283,6 @@ def evaluate_segmentation(model: nn.Module, dataset: Any, cfg: Any, device: torc
 
 
 # --------------------------------------------------------------------------- training
-def lr_factor(step: int, cfg: Any) -> float:
-    """Multiplier of the peak lr at ``step``: linear warm-up, then poly (power 0.9) or cosine decay to 0."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = min((step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1), 1.0)
-    if cfg.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * progress))
-    return (1 - progress) ** 0.9
-
-
 def _optimizer(model: SegmentationModel, cfg: Any) -> torch.optim.Optimizer:
     """SGD or AdamW with the backbone's lr scaled by ``backbone_lr_mult``."""
     groups = [{"params": list(model.backbone.parameters()), "lr": cfg.lr * cfg.backbone_lr_mult},
@@ -369,8 +360,7 @@ def finetune_segmentation(backbone: Backbone, train_ds: Any, val_ds: Any, config
             window: list[Tensor] = []
             trained.train()
             for step, (images, labels) in enumerate(_train_loader(train_ds, cfg)):
-                for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-                    group["lr"] = base * lr_factor(step, cfg)
+                scale_lr(optimizer, base_lrs, warmup_decay(step, cfg.steps, cfg.warmup_steps, cfg.schedule))
                 images = images.to(device).contiguous(memory_format=torch.channels_last)
                 with bf16_autocast(cfg.amp, device):
                     logits = trained(images)

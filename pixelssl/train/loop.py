@@ -34,12 +34,13 @@ from pixelssl.engine.numerics import NonFiniteGuard, first_nonfinite, gradient_p
 from pixelssl.engine.preemption import StopRequest
 from pixelssl.engine.run import load_run_config, make_run_dir, timestamped
 from pixelssl.engine.runtime import capture_rng, resolve_precision, restore_rng, seed_everything
+from pixelssl.engine.schedules import set_lr, warmup_cosine
 from pixelssl.errors import DataError, PixelSSLError, Preempted, TrainingDiverged
 from pixelssl.io import save_weights
 from pixelssl.methods.registry import build_method
 from pixelssl.models.backbones import save_backbone
 from pixelssl.train.monitor import build_monitor
-from pixelssl.train.optim import build_optimizer, lr_at, set_lr
+from pixelssl.train.optim import build_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,
             batch, unreadable = to_device(batch)
             note_skipped(unreadable)
 
-            lr = lr_at(step, total_steps, peak_lr, warmup, t.final_lr, t.warmup_start_ratio)
+            lr = warmup_cosine(step, total_steps, peak_lr, warmup, t.final_lr, t.warmup_start_ratio)
             set_lr(optimizer, lr)
             momentum = method.momentum_at(step, total_steps) if method.has_teacher else 0.0
             if method.has_teacher:

@@ -15,7 +15,7 @@ from pixelssl.data.coco import CocoDetection
 from pixelssl.data.synthetic_coco import export_synthetic_coco
 from pixelssl.errors import PixelSSLError
 from pixelssl.evaluate.coco_eval import coco_metrics
-from pixelssl.evaluate.detection import DetectionConfig, finetune_detection, hflip, load_detector, lr_factor
+from pixelssl.evaluate.detection import DetectionConfig, finetune_detection, hflip, load_detector
 from pixelssl.evaluate.detection_models import build_detector, load_fpn_state
 from pixelssl.models.backbones import build_backbone, save_backbone
 
@@ -158,15 +158,6 @@ def test_hflip_mirrors_boxes_and_masks():
     assert (cols[0], cols[-1] + 1) == (6, 9) and flipped_image[0, 0, 7] == 1
     again_image, again = hflip(flipped_image, flipped)
     assert torch.equal(again_image, image) and torch.equal(again["boxes"], target["boxes"])
-
-
-def test_lr_warmup_then_steps_or_cosine():
-    cfg = DetectionConfig(steps=90, warmup_steps=10, warmup_factor=0.001, lr_milestones=[0.5, 0.8])
-    assert lr_factor(0, cfg) == pytest.approx(0.001)
-    assert lr_factor(5, cfg) == pytest.approx(0.001 * 0.5 + 0.5)
-    assert [lr_factor(s, cfg) for s in (10, 44, 45, 71, 72, 89)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
-    cosine = DetectionConfig(steps=100, warmup_steps=0, schedule="cosine")
-    assert [lr_factor(s, cosine) for s in (0, 50, 100)] == pytest.approx([1, 0.5, 0])
 
 
 def test_coco_metrics_of_perfect_and_empty_results(coco_root):

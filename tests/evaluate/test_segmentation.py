@@ -12,7 +12,6 @@ from pixelssl.evaluate.segmentation import (
     evaluate_segmentation,
     finetune_segmentation,
     load_segmentation_model,
-    lr_factor,
     slide_inference,
 )
 from pixelssl.evaluate.transforms import JointAugmentConfig, random_scale_crop_flip
@@ -69,15 +68,6 @@ def test_sliding_inference_equals_whole_for_a_pixelwise_model(pixelwise_model):
     images = torch.randn(1, 3, 50, 70)
     with torch.no_grad():
         assert torch.allclose(slide_inference(model, images, (32, 32), (20, 24)), model(images), atol=1e-6)
-
-
-def test_lr_schedules_warm_up_and_decay_to_zero():
-    cfg = FinetuneConfig(steps=100, warmup_steps=10)
-    assert lr_factor(0, cfg) == pytest.approx(0.1)
-    assert lr_factor(10, cfg) == pytest.approx(1.0)
-    assert lr_factor(100, cfg) == 0.0
-    cfg.schedule = "cosine"
-    assert lr_factor(55, cfg) == pytest.approx(0.5)
 
 
 def test_finetune_overfits_a_few_images(block_scenes, tmp_path):

@@ -1,12 +1,11 @@
-"""LARS against a one-tensor reference, parameter grouping, and the warm-up + cosine schedule."""
-
-import math
+"""LARS against a one-tensor reference, parameter grouping, fused SGD, and the schedule keys' validation (the
+schedule itself: tests/engine/test_schedules.py)."""
 
 import pytest
 import torch
 from torch import nn
 
-from pixelssl.train.optim import LARS, lr_at, parameter_groups
+from pixelssl.train.optim import LARS, parameter_groups
 
 
 def test_parameter_groups_exclude_bn_and_bias_from_decay():
@@ -38,14 +37,6 @@ def test_lars_step_matches_reference():
     assert torch.allclose(w, ref_w, atol=1e-6) and torch.allclose(b, ref_b, atol=1e-6)
 
 
-def test_lr_schedule_warmup_then_cosine():
-    assert math.isclose(lr_at(0, 100, 1.0, 10), 0.1)
-    assert math.isclose(lr_at(9, 100, 1.0, 10), 1.0)
-    assert math.isclose(lr_at(10, 100, 1.0, 10), 1.0)
-    assert math.isclose(lr_at(55, 100, 1.0, 10), 0.5, abs_tol=1e-12)
-    assert math.isclose(lr_at(100, 100, 1.0, 10), 0.0, abs_tol=1e-12)
-
-
 def test_sgd_is_fused_and_steps_like_the_foreach_path():
     """build_optimizer's SGD uses torch's fused kernel on the CPU too; its updates equal the multi-tensor path's."""
     from pixelssl.train.optim import build_optimizer
@@ -66,28 +57,6 @@ def test_sgd_is_fused_and_steps_like_the_foreach_path():
             opt.step()
     for a, b in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-
-
-def test_warmup_from_a_fraction_of_the_peak_follows_pixpro_gradual_warmup():
-    """PixPro's GradualWarmupScheduler (multiplier 100): lr = base / 100 * (99 * t / W + 1) for t <= W."""
-    peak, warmup, multiplier = 2.0, 8, 100
-    for step in range(warmup):
-        expected = peak / multiplier * ((multiplier - 1) * step / warmup + 1)
-        assert math.isclose(lr_at(step, 50, peak, warmup, 1e-6, 1 / multiplier), expected, rel_tol=1e-12)
-    assert math.isclose(lr_at(warmup, 50, peak, warmup, 1e-6, 0.01), peak)
-
-
-def test_cosine_decay_ends_at_min_lr_like_torch_cosine_annealing():
-    """After warm-up the schedule equals torch's CosineAnnealingLR(T_max = total - warmup, eta_min) per step."""
-    peak, warmup, total, floor = 1.0, 5, 40, 1e-3
-    param = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([param], lr=peak)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warmup, eta_min=floor)
-    for step in range(warmup, total + 1):
-        assert math.isclose(lr_at(step, total, peak, warmup, floor), opt.param_groups[0]["lr"], rel_tol=1e-9)
-        opt.step()
-        sched.step()
-    assert math.isclose(lr_at(total, total, peak, warmup, floor), floor)
 
 
 def test_schedule_keys_are_validated():

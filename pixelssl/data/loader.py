@@ -128,6 +128,11 @@ def collate_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def steps_per_epoch(num_items: int, batch_size: int) -> int:
+    """Full batches in one pass over ``num_items`` (the incomplete last batch is dropped)."""
+    return num_items // batch_size
+
+
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
     """Yields the batches of steps ``start_step .. total_steps - 1`` (this rank's shard of each).
 
@@ -148,7 +153,7 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
         self.seed = seed
         self.start_step = start_step
         self.total_steps = total_steps
-        self.steps_per_epoch = num_items // batch_size
+        self.steps_per_epoch = steps_per_epoch(num_items, batch_size)
         self.shard = batch_size // world_size
         self.rank = rank
 

@@ -78,6 +78,12 @@ def save_checkpoint(folder: Path, state: dict, step: int, keep: int) -> Path:
     return folder / "last.pt"
 
 
+def last_checkpoint_note(folder: Path) -> str:
+    """What a run that stops now leaves behind, for its error message."""
+    last = Path(folder) / "last.pt"
+    return f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
+
+
 def _recorded_checksum(path: Path) -> str | None:
     """The SHA-256 recorded for ``path`` (``last.pt`` uses the sidecar of the step file it links to)."""
     candidates = [path]

@@ -11,7 +11,8 @@ What keeps the replicas identical: the same seed (so the same initial weights an
 gradients (so the same optimiser steps and hence the same EMA teachers), queues fed by ``concat_all_gather`` (the
 same keys on every rank), and BatchNorm statistics that are either synchronised (``model.sync_bn``) or averaged
 across ranks before they are saved. ``assert_replicas_match`` checks that at every checkpoint. Those collectives
-live in ``pixelssl.dist``; this module joins and leaves the process group and wraps the model in DDP.
+live in ``pixelssl.dist``; this module joins and leaves the process group, splits the global batch
+(``plan_batches``) and wraps the model in DDP.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pixelssl.errors import PixelSSLError
+from pixelssl.data.loader import steps_per_epoch
+from pixelssl.errors import DataError, PixelSSLError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,14 +102,29 @@ def shutdown(ctx: DistContext, wait: bool = True) -> None:
         dist.destroy_process_group()
 
 
-def local_batch_size(global_batch: int, world_size: int) -> int:
-    """Images per process for a global ``train.batch_size``; it must split evenly, at least 2 per process."""
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a run's global batch meets its processes and its data."""
+
+    global_batch: int  # train.batch_size: images per step over all processes
+    local_batch: int  # images per step in each process
+    steps_per_epoch: int  # full global batches in one pass over the training set
+
+
+def plan_batches(num_items: int, global_batch: int, world_size: int = 1, min_per_process: int = 2) -> BatchPlan:
+    """The run-time checks of ``train.batch_size``, in one place (its bounds are the config's): the global batch
+    splits into ``world_size`` equal per-process batches of at least ``min_per_process`` images (2 where
+    BatchNorm sees them), and the training set holds at least one batch."""
     from pixelssl.config import ConfigError
 
-    if global_batch % world_size or global_batch // world_size < 2:
+    if global_batch % world_size or global_batch // world_size < min_per_process:
         raise ConfigError(f"config key 'train.batch_size': {global_batch} is the global batch and must split into "
-                          f"{world_size} equal per-process batches of at least 2 images")
-    return global_batch // world_size
+                          f"{world_size} equal per-process batches of at least {min_per_process} images")
+    epoch = steps_per_epoch(num_items, global_batch)
+    if epoch == 0:
+        raise DataError(f"the training set has {num_items} images, fewer than one batch "
+                        f"(train.batch_size={global_batch})")
+    return BatchPlan(global_batch, global_batch // world_size, epoch)
 
 
 def on_main(ctx: DistContext, fn: Callable[[], T]) -> T:

@@ -1,6 +1,7 @@
 """Stop signals become a clean stop: SIGTERM (schedulers, ``kill``), SIGINT (Ctrl-C) and SIGUSR1 (SLURM's
 warning before the time limit) set a flag; the training loop finishes its current step, writes a checkpoint and
-raises ``Preempted``. A second Ctrl-C interrupts at once (the last checkpoint stays valid: writes are atomic)."""
+raises ``Preempted`` (the CLI exits 75). A second Ctrl-C interrupts at once (the last checkpoint stays valid:
+writes are atomic)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import logging
 import signal
 import threading
 from types import FrameType
+
+import torch
+
+from pixelssl import dist
+from pixelssl.errors import Preempted
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +30,17 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signal_name is not None
+
+    def agreed(self, device: torch.device) -> bool:
+        """Whether any process was asked to stop (a collective: every rank must agree to stop, since a signal may
+        reach only one, and the others would hang in the next collective)."""
+        flag = torch.tensor([float(self.requested)], device=device)
+        return float(dist.all_reduce_mean(flag)) > 0
+
+    def preempted(self, done: int, total: int, resume: str) -> Preempted:
+        """The error to raise once the checkpoint after step ``done`` is written; ``resume`` continues the run."""
+        return Preempted(f"{self.signal_name or 'a stop signal (another process)'} after step {done}/{total}; "
+                         f"checkpoint written; continue with: {resume}")
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name

@@ -62,6 +62,14 @@ def resolve_precision(mode: str, device: torch.device) -> Precision:
     return Precision(True, torch.bfloat16, False) if cpu_has_native_bf16() else Precision(False, torch.float32, False)
 
 
+def prepare(threads: int, seed: int) -> None:
+    """The start of every run: torch's CPU threads (``threads`` > 0; 0 leaves torch's default), then every RNG
+    seeded (the same on every process: identical initial weights)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

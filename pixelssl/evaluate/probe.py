@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from pixelssl.config import choice, opt, register_validator, require, sub
-from pixelssl.data.loader import StepBatchSampler
+from pixelssl.data.loader import StepBatchSampler, steps_per_epoch
 from pixelssl.engine.schedules import cosine
 from pixelssl.errors import DataError
 from pixelssl.evaluate.common import (
@@ -251,8 +251,8 @@ def train_cached(head: LinearProbeHead, buckets: list[FeatureBucket], cfg: Linea
     samplers = [_label_samplers(finest_size(b.features), b.label_size, stride, b.labels.device) for b in buckets]
     generator = torch.Generator().manual_seed(cfg.seed)
     sizes = [b.labels.shape[0] for b in buckets]
-    steps_per_epoch = len(_batch_plan(sizes, cfg.batch_size, torch.Generator()))
-    optimizer, schedule = probe_optimizer(head.classifiers.parameters(), cfg, cfg.epochs * steps_per_epoch)
+    per_epoch = len(_batch_plan(sizes, cfg.batch_size, torch.Generator()))
+    optimizer, schedule = probe_optimizer(head.classifiers.parameters(), cfg, cfg.epochs * per_epoch)
     epoch_loss = math.nan
     for _ in range(cfg.epochs):
         losses = []
@@ -273,10 +273,10 @@ def train_cached(head: LinearProbeHead, buckets: list[FeatureBucket], cfg: Linea
 def _train_augmented(head: LinearProbeHead, backbone: nn.Module, dataset: Any, cfg: ProbeConfig,
                      device: torch.device) -> float:
     """Fit the probe on freshly augmented crops each step (BatchNorm learns the standardisation on the way)."""
-    steps_per_epoch = len(dataset) // cfg.batch_size
-    if steps_per_epoch < 1:
+    per_epoch = steps_per_epoch(len(dataset), cfg.batch_size)
+    if per_epoch < 1:
         raise DataError(f"the training set has {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
-    total = cfg.epochs * steps_per_epoch
+    total = cfg.epochs * per_epoch
     loader = DataLoader(JointAugmentDataset(dataset, cfg.augmentation, cfg.image_size, cfg.seed),
                         batch_sampler=StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, 0, total))
     optimizer, schedule = probe_optimizer(head.classifiers.parameters(), cfg, total)
@@ -297,7 +297,7 @@ def _train_augmented(head: LinearProbeHead, backbone: nn.Module, dataset: Any, c
         optimizer.step()
         schedule.step()
         losses.append(loss.detach())
-    return float(torch.stack(losses[-steps_per_epoch:]).mean())
+    return float(torch.stack(losses[-per_epoch:]).mean())
 
 
 @torch.no_grad()

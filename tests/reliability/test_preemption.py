@@ -98,17 +98,7 @@ def test_resume_auto_needs_a_run_name(tmp_path, capsys):
     assert "run.name" in capsys.readouterr().err
 
 
-def test_preempted_in_process_leaves_a_resumable_run(tmp_path, reference, monkeypatch):
-    from pixelssl.engine import preemption
-
-    original_enter = preemption.StopRequest.__enter__
-
-    def signalled_at_enter(self):
-        entered = original_enter(self)
-        self.signal_name = "SIGUSR1"  # as if SLURM's warning arrived during step 1
-        return entered
-
-    monkeypatch.setattr(preemption.StopRequest, "__enter__", signalled_at_enter)
+def test_preempted_in_process_leaves_a_resumable_run(tmp_path, reference, monkeypatch, sigusr1_in_first_step):
     cfg = load_config(PretrainConfig, "pixpro_r18_demo", [*TINY, f"run.output_dir={tmp_path}", "run.name=usr1"])
     with pytest.raises(Preempted, match="SIGUSR1 after step 1/"):
         pretrain(cfg)

@@ -19,6 +19,7 @@ from pixelssl.engine import distributed
 from pixelssl.engine.checkpoint import load_checkpoint
 from pixelssl.engine.logger import read_metrics
 from pixelssl.engine.runtime import seed_everything
+from pixelssl.errors import DataError
 from pixelssl.methods.registry import build_method
 from pixelssl.train.loop import pretrain
 
@@ -197,11 +198,13 @@ def test_step_shards_are_disjoint_and_concatenate_to_the_global_batch():
     assert resumed == shards[1][2:]
 
 
-def test_global_batch_must_split_evenly():
-    assert distributed.local_batch_size(256, 8) == 32
+def test_global_batch_must_split_evenly_and_fit_the_data():
+    assert distributed.plan_batches(1000, 256, 8) == distributed.BatchPlan(256, 32, 3)
     for batch, world in ((10, 4), (4, 4)):
         with pytest.raises(ConfigError, match="'train.batch_size'"):
-            distributed.local_batch_size(batch, world)
+            distributed.plan_batches(1000, batch, world)
+    with pytest.raises(DataError, match=r"has 7 images, fewer than one batch \(train.batch_size=8\)"):
+        distributed.plan_batches(7, 8, 2)
 
 
 def test_new_switches_reject_bad_values_naming_the_key():

@@ -71,6 +71,9 @@ class InpaintTrainConfig:
     critic_steps: int = opt(5, "critic updates per generator update (release: 5)")
     critic_batches: str = opt("fresh", "fresh (release: each critic step draws a new batch, holes and a new completion) "
                               "| reuse (every critic step reuses the generator step's batch and completion)")
+    nonfinite: str = opt("stop", "a NaN/inf loss or gradient: stop (the last checkpoint stays good) | skip (drop that "
+                                 "critic or generator update, go on)", choices=("stop", "skip"))
+    max_nonfinite_skips: int = opt(20, "with nonfinite=skip: stop once this many updates of the run were dropped", ge=0)
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
     threads: int = opt(0, "torch CPU threads (0 = leave torch's default)")
     channels_last: bool = opt(True, "channels_last memory format for the networks")

@@ -24,10 +24,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from pixelssl.errors import DataError
 from pixelssl.inpaint.fill import fill_images
+from pixelssl.inpaint.images import fit_short_side
 from pixelssl.inpaint.masks import boxes_to_mask, sample_training_masks, stroke_holes
 from pixelssl.inpaint.metrics import HOLE_METRICS, METRICS, hole_metrics, image_metrics
 from pixelssl.inpaint.networks import InpaintGenerator
-from pixelssl.inpaint.train import fit_short_side
 
 CLASSICAL = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 Filler = Callable[[Tensor, Tensor], Tensor]  # uint8 (B, 3, H, W), bool (B, 1, H, W) -> uint8 (B, 3, H, W)

@@ -42,9 +42,10 @@ from pixelssl.data.datasets import is_image_file
 from pixelssl.data.decode import UnreadableImage, read_rgb
 from pixelssl.engine.logger import Progress
 from pixelssl.errors import DataError, PixelSSLError, WeightsFileError
+from pixelssl.inpaint.images import to_signed, to_unit
 from pixelssl.inpaint.masks import load_mask
 from pixelssl.inpaint.networks import InpaintGenerator
-from pixelssl.inpaint.train import build_generator, to_signed, to_unit
+from pixelssl.inpaint.train import build_generator
 from pixelssl.io import atomic_write
 from pixelssl.models.safe_load import load_torch
 

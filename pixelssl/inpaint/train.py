@@ -1,11 +1,16 @@
-"""Training the DeepFill v1 inpainting model on any image folder: one readable loop with exact resume.
+"""Training the DeepFill v1 inpainting model on any image folder, read top to bottom, with exact resume.
 
-prepare the run (config, data, networks, Adam for generator and critics, maybe a checkpoint) -> each step:
-``critic_steps`` critic updates (WGAN-GP masked by the hole), each on a fresh batch of random crops with its own
-seeded boxes and holes and a new completion by the generator (no gradients), as the release's secondary trainer
-runs the whole graph per critic step; then one generator update on a batch of its own -> log / images / held-out
-hole L1 / checkpoint -> export ``generator.safetensors``. ``train.critic_batches=reuse`` instead gives every critic
-step the generator step's batch and completion (one batch per step).
+``train_inpainting`` -> ``_set_up`` (config, data, networks, Adam for generator and critics, maybe a checkpoint)
+-> ``_train``: each step ``_train_step`` (``critic_steps`` critic updates, WGAN-GP masked by the hole, each on a
+fresh batch of random crops with its own seeded boxes and holes and a new completion by the generator (no
+gradients), as the release's secondary trainer runs the whole graph per critic step; then one generator update on
+a batch of its own), then ``_bookkeeping`` (images / held-out hole L1 / metric line / checkpoint / stop signals)
+-> ``_finish`` (export ``generator.safetensors``). ``train.critic_batches=reuse`` instead gives every critic step
+the generator step's batch and completion (one batch per step).
+
+The run machinery is the engine's, as pre-training's: one writer per run directory (the run lock), stop signals
+turned into a checkpoint and exit 75, the NaN/inf policy (``train.nonfinite``: a non-finite loss or gradient stops
+the run, or drops that one critic / generator update), and no broken model ever checkpointed.
 
 Every random draw (data order, crops, masks, penalty interpolation) comes from generators seeded by
 (seed, draw) or (seed, epoch, index), so a resumed run repeats the uninterrupted one bit for bit on CPU.
@@ -15,26 +20,32 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.v2 import functional as TF
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
 from pixelssl import __version__
 from pixelssl.config import to_dict
 from pixelssl.data.loader import StepBatchSampler, build_image_source, sample_seed
-from pixelssl.engine.checkpoint import save_checkpoint
-from pixelssl.engine.logger import MetricsWriter, Progress
+from pixelssl.engine.checkpoint import last_checkpoint_note, save_checkpoint
+from pixelssl.engine.distributed import plan_batches
+from pixelssl.engine.lock import RunLock
+from pixelssl.engine.logger import RunLogger, SkippedFiles
+from pixelssl.engine.numerics import NonFiniteGuard, assert_finite, gradient_problem
+from pixelssl.engine.preemption import StopRequest
 from pixelssl.engine.run import start_run, timestamped
-from pixelssl.engine.runtime import capture_rng, resolve_device, restore_rng, seed_everything
-from pixelssl.errors import DataError, TrainingDiverged
+from pixelssl.engine.runtime import capture_rng, prepare, resolve_device, restore_rng
 from pixelssl.inpaint.config import InpaintConfig
+from pixelssl.inpaint.images import RandomCrops, collate_crops, held_out_images, to_signed, to_unit
 from pixelssl.inpaint.losses import InpaintLoss
 from pixelssl.inpaint.masks import sample_training_masks
 from pixelssl.inpaint.networks import InpaintCritics, InpaintGenerator, parameter_count
@@ -46,72 +57,10 @@ WEIGHTS_FILE = "generator.safetensors"
 # Keys that may change when resuming: they do not alter the computation.
 RESUME_SAFE_KEYS = {"data.num_workers", "train.progress", "train.log_every", "train.checkpoint_every",
                     "train.keep_checkpoints", "train.tensorboard", "train.threads", "train.image_every",
-                    "train.eval_every", "train.time_budget", "train.max_steps"}
+                    "train.eval_every", "train.time_budget", "train.max_steps", "train.nonfinite",
+                    "train.max_nonfinite_skips"}
+ADVICE = "try a lower train.lr, or train.nonfinite=skip"
 MASK_STREAM, VAL_MASK_SEED = 7, 12345
-
-
-# ------------------------------------------------------------------------------------------------------- data
-def to_signed(image: Tensor) -> Tensor:
-    """uint8 [0, 255] -> float [-1, 1] (the release's ``x / 127.5 - 1``)."""
-    return image.float() / 127.5 - 1
-
-
-def to_unit(image: Tensor) -> Tensor:
-    """float [-1, 1] -> [0, 1]."""
-    return ((image + 1) / 2).clamp(0, 1)
-
-
-def fit_short_side(image: Tensor, size: int) -> Tensor:
-    """Upscale (antialiased bilinear) so the shorter side is at least ``size``; larger images are left alone."""
-    height, width = image.shape[-2:]
-    if min(height, width) >= size:
-        return image
-    scale = size / min(height, width)
-    return TF.resize(image, [max(size, round(height * scale)), max(size, round(width * scale))], antialias=True)
-
-
-class RandomCrops(Dataset):
-    """Item (epoch, index) -> a random ``size`` x ``size`` crop of image ``index``, from that item's own seed."""
-
-    def __init__(self, source: Any, size: int, seed: int) -> None:
-        self.source, self.size, self.seed = source, size, seed
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
-        from pixelssl.data.datasets import load_with_fallback
-
-        epoch, index = item
-        image, skipped = load_with_fallback(self.source, index)
-        image = fit_short_side(image, self.size)
-        generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index, 0))
-        top = int(torch.randint(image.shape[1] - self.size + 1, (), generator=generator))
-        left = int(torch.randint(image.shape[2] - self.size + 1, (), generator=generator))
-        return {"image": image[:, top:top + self.size, left:left + self.size].contiguous(), "skipped": skipped}
-
-
-def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"image": torch.stack([s["image"] for s in samples]), "skipped": [p for s in samples for p in s["skipped"]]}
-
-
-def held_out_images(cfg: InpaintConfig) -> Tensor | None:
-    """The fixed held-out images (uint8, centre crops of ``image_size``), or None when there are none."""
-    d = cfg.data
-    if d.val_root:
-        from pixelssl.data.datasets import ImageFolder
-
-        source = ImageFolder(d.val_root)
-    elif not d.root:
-        from pixelssl.data.synthetic import SyntheticScenes
-
-        syn = d.synthetic
-        source = SyntheticScenes(d.val_images, size=syn.size, num_classes=syn.num_classes, seed=syn.seed, split="val")
-    else:
-        return None
-    images = [TF.center_crop(fit_short_side(source.load(i), d.image_size), [d.image_size] * 2)
-              for i in range(min(d.val_images, len(source)))]
-    return torch.stack(images)
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -185,6 +134,49 @@ class InpaintResult:
     generator_parameters: int
 
 
+@dataclass
+class _Run:
+    """An inpainting run as ``_set_up`` builds it."""
+
+    cfg: InpaintConfig
+    run_dir: Path
+    device: torch.device
+    memory_format: torch.memory_format
+    generator: InpaintGenerator
+    critics: InpaintCritics
+    loss_fn: InpaintLoss
+    g_opt: Optimizer
+    d_opt: Optimizer
+    held_out: tuple[Tensor, Tensor] | None  # fixed images and holes for the hole L1, if any
+    history: list[tuple[int, float]]
+    guard: NonFiniteGuard
+    skipped: SkippedFiles
+    start_step: int
+    loader: DataLoader | None = field(default=None, repr=False)  # the batches of the steps still to run
+    batches: Iterator[dict[str, Any]] | None = field(default=None, repr=False)  # its iterator: one batch per draw
+
+    @property
+    def nets(self) -> nn.Module:
+        return nn.ModuleDict({"generator": self.generator, "critics": self.critics})
+
+    @property
+    def use_critics(self) -> bool:
+        return self.cfg.loss.gan_alpha > 0
+
+    @property
+    def fresh(self) -> bool:  # DeepFill v1 release: the critics' trainer runs the graph (new batch) per step
+        t = self.cfg.train
+        return self.use_critics and t.critic_batches == "fresh" and t.critic_steps > 0
+
+    @property
+    def per_step(self) -> int:  # batches drawn per generator step: the critics' first, then its own
+        return 1 + self.cfg.train.critic_steps if self.fresh else 1
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+
 def default_run_name(cfg: InpaintConfig) -> str:
     return timestamped("inpaint" if cfg.model.contextual_attention else "inpaint_no_ca")
 
@@ -193,169 +185,197 @@ def train_inpainting(cfg: InpaintConfig | None = None, resume: str | Path | None
                      overrides: list[str] | None = None) -> InpaintResult:
     """Train the generator (and critics) as configured; ``resume`` continues a run exactly where it stopped."""
     cfg, state, run_dir = start_run(InpaintConfig, cfg, resume, overrides, RESUME_SAFE_KEYS, default_run_name)
+    run = _set_up(cfg, state, run_dir)
+    t = cfg.train
+    started = time.perf_counter()
+    # One writer per run directory; SIGTERM / SIGINT / SIGUSR1 -> checkpoint after this step, then Preempted.
+    with RunLock(run_dir), StopRequest() as stop:
+        logger = RunLogger(run_dir, run.start_step, t.max_steps, t.log_every, t.batch_size,
+                           tensorboard=t.tensorboard, progress=t.progress, description="inpaint")
+        try:
+            done = _train(run, logger, stop, started)
+        finally:
+            logger.close()
+    return _finish(run, done, time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------------------------------ set-up
+def _set_up(cfg: InpaintConfig, state: dict | None, run_dir: Path) -> _Run:
+    """Process, data, networks and optimisers (restored from ``state`` when resuming), the held-out set."""
     t, m, size = cfg.train, cfg.mask, cfg.data.image_size
-    if t.threads > 0:
-        torch.set_num_threads(t.threads)
-    seed_everything(t.seed)
+    prepare(t.threads, t.seed)
     device = resolve_device(t.device)
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
-
     source = build_image_source(cfg.data)
-    if len(source) < t.batch_size:
-        raise DataError(f"the training set has {len(source)} images, fewer than one batch "
-                        f"(train.batch_size={t.batch_size})")
+    plan_batches(len(source), t.batch_size, min_per_process=1)  # at least one batch
     generator = build_generator(cfg.model).to(device, memory_format=memory_format)
-    use_critics = cfg.loss.gan_alpha > 0
     critics = InpaintCritics(size, m.box_size, cfg.model.critic_cnum, cfg.model.padding,
                              cfg.model.init).to(device, memory_format=memory_format)
     loss_fn = InpaintLoss(m.box_size, cfg.loss.gamma, cfg.loss.l1_alpha, cfg.loss.coarse_l1_alpha, cfg.loss.ae_alpha,
                           cfg.loss.gan_alpha, cfg.loss.global_wgan_alpha, cfg.loss.gp_lambda).to(device)
     g_opt = torch.optim.Adam(generator.parameters(), lr=t.lr, betas=tuple(t.betas))
     d_opt = torch.optim.Adam(critics.parameters(), lr=t.lr, betas=tuple(t.betas))
-    start_step, skipped, history = 0, set(), []
+    start_step, skipped, history, skips = 0, [], [], 0
     if state is not None:
-        generator.load_state_dict(state["generator"])
-        critics.load_state_dict(state["critics"])
-        g_opt.load_state_dict(state["g_opt"])
-        d_opt.load_state_dict(state["d_opt"])
+        for part, module in (("generator", generator), ("critics", critics), ("g_opt", g_opt), ("d_opt", d_opt)):
+            module.load_state_dict(state[part])
         restore_rng(state["rng"])
-        start_step, skipped = int(state["step"]), set(state.get("skipped_files", []))
+        start_step, skipped = int(state["step"]), list(state.get("skipped_files", []))
         history = [tuple(x) for x in state.get("held_out_l1", [])]
+        skips = int(state.get("nonfinite_skips", 0))
 
-    val_images = held_out_images(cfg)
-    val_masks = None
+    val_images, held_out = held_out_images(cfg), None
     if val_images is not None:
         val_gen = torch.Generator().manual_seed(VAL_MASK_SEED)
-        val_masks = sample_training_masks(val_images.shape[0], size, size, m.kind, m.box_size, m.max_delta,
-                                          val_gen, m.margin)[1]
-    evaluate = lambda: hole_l1(generator, val_images, val_masks, device, memory_format)  # noqa: E731
-    if val_images is not None and start_step == 0:
-        history.append((0, evaluate()))
-
-    # DeepFill v1 release: the critics' secondary trainer runs the graph (new batch, holes, completion) per step.
-    fresh = use_critics and t.critic_batches == "fresh" and t.critic_steps > 0
-    per_step = 1 + t.critic_steps if fresh else 1  # batches drawn per generator step: critics' first, then its own
-    dataset = RandomCrops(source, size, t.seed)
-    loader = DataLoader(dataset, batch_sampler=StepBatchSampler(len(dataset), t.batch_size, t.seed,
-                                                                start_step * per_step, t.max_steps * per_step),
-                        num_workers=cfg.data.num_workers, collate_fn=_collate,
-                        generator=torch.Generator().manual_seed(t.seed))
+        held_out = val_images, sample_training_masks(val_images.shape[0], size, size, m.kind, m.box_size,
+                                                     m.max_delta, val_gen, m.margin)[1]
+    guard = NonFiniteGuard(t.nonfinite, t.max_nonfinite_skips, skips, advice=ADVICE, unit="update")
+    run = _Run(cfg, run_dir, device, memory_format, generator, critics, loss_fn, g_opt, d_opt, held_out, history,
+               guard, SkippedFiles(skipped), start_step)
+    if held_out is not None and start_step == 0:
+        history.append((0, _held_out_l1(run)))
+    run.loader = DataLoader(RandomCrops(source, size, t.seed), collate_fn=collate_crops, num_workers=cfg.data.num_workers,
+                            batch_sampler=StepBatchSampler(len(source), t.batch_size, t.seed,
+                                                           start_step * run.per_step, t.max_steps * run.per_step),
+                            generator=torch.Generator().manual_seed(t.seed))
     log.info("run %s: DeepFill v1%s, generator %.2fM parameters, %d steps, batch %d at %dpx, %d critic steps, on %s",
              run_dir, "" if cfg.model.contextual_attention else " without contextual attention",
-             parameter_count(generator) / 1e6, t.max_steps, t.batch_size, size, t.critic_steps if use_critics else 0,
-             device)
-    writer = MetricsWriter(run_dir, start_step, t.tensorboard)
-    images_writer = None
-    if t.tensorboard and t.image_every > 0:
-        from torch.utils.tensorboard import SummaryWriter
+             parameter_count(generator) / 1e6, t.max_steps, t.batch_size, size,
+             t.critic_steps if run.use_critics else 0, device)
+    return run
 
-        images_writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step or None)
-    bar = Progress(t.max_steps, start_step, t.progress, "inpaint")
-    ckpt_dir = run_dir / "checkpoints"
 
-    def checkpoint(step: int) -> None:
-        save_checkpoint(ckpt_dir, {
-            "generator": generator.state_dict(), "critics": critics.state_dict(), "g_opt": g_opt.state_dict(),
-            "d_opt": d_opt.state_dict(), "rng": capture_rng(), "step": step, "config": to_dict(cfg),
-            "skipped_files": sorted(skipped), "held_out_l1": [list(x) for x in history],
-        }, step, t.keep_checkpoints)
+def _held_out_l1(run: _Run) -> float:
+    images, masks = run.held_out
+    return hole_l1(run.generator, images, masks, run.device, run.memory_format)
 
-    generator.train()
-    critics.train()
-    started = window_start = time.perf_counter()
-    window_steps, done = 0, start_step
-    record: dict[str, float] = {}
-    batches = iter(loader)
 
-    def draw(index: int) -> tuple[Tensor, Tensor, Tensor, torch.Generator]:
-        """Batch number ``index`` of the run: images in [-1, 1], boxes, holes, and the RNG its critic step goes on with."""
-        batch = next(batches)
-        for path in batch["skipped"]:
-            if path not in skipped:
-                skipped.add(path)
-                log.warning("skipped unreadable image %s", path)
-        rng = torch.Generator().manual_seed(sample_seed(t.seed, index, 0, MASK_STREAM))
-        real = to_signed(batch["image"]).to(device).contiguous(memory_format=memory_format)
-        boxes, mask = sample_training_masks(real.shape[0], size, size, m.kind, m.box_size, m.max_delta, rng,
-                                            m.margin)
-        return real, boxes.to(device), mask.to(device), rng
+# ------------------------------------------------------------------------------------------------------ steps
+def _train(run: _Run, logger: RunLogger, stop: StopRequest, started: float) -> int:
+    """Every remaining step (until ``train.time_budget`` runs out): a training step, then its bookkeeping."""
+    t = run.cfg.train
+    run.generator.train()
+    run.critics.train()
+    run.batches = iter(run.loader)
+    done = run.start_step
+    for step in range(run.start_step, t.max_steps):
+        want_images = logger.tensorboard and t.image_every > 0 and (step + 1) % t.image_every == 0
+        g_terms, d_terms, grid = _train_step(run, step, want_images)
+        done = step + 1
+        logger.window.step_done()
+        out_of_time = t.time_budget > 0 and time.perf_counter() - started >= t.time_budget
+        _bookkeeping(run, logger, stop, done, done == t.max_steps or out_of_time, g_terms, d_terms, grid)
+        if out_of_time:
+            log.info("train.time_budget of %.0f s reached at step %d", t.time_budget, done)
+            break
+    return done
 
-    def critic_update(real: Tensor, completed: Tensor, mask: Tensor, boxes: Tensor,
-                      rng: torch.Generator) -> dict[str, Tensor]:
-        terms = loss_fn.critic(real, completed, mask, boxes, critics, rng)
-        d_opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        d_opt.step()
-        return terms
 
-    try:
-        for step in range(start_step, t.max_steps):
-            d_terms: dict[str, Tensor] = {}
-            if fresh:  # DeepFill v1: critic updates first, each on a new batch and completion, then the generator
-                critics.requires_grad_(True)
-                for k in range(t.critic_steps):
-                    c_real, c_boxes, c_mask, c_rng = draw(step * per_step + k)
-                    with torch.no_grad():
-                        c_refined = generator(c_real, c_mask).refined
-                    d_terms = critic_update(c_real, c_refined * c_mask + c_real * (1 - c_mask), c_mask, c_boxes, c_rng)
-                critics.requires_grad_(False)
-            real, boxes, mask, rng = draw(step * per_step + per_step - 1)
-            want_images = images_writer is not None and (step + 1) % t.image_every == 0
-            out = generator(real, mask, return_flow=want_images)
-            completed = out.refined * mask + real * (1 - mask)
+def _train_step(run: _Run, step: int, want_images: bool) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor | None]:
+    """The critic updates, then one generator update: (generator terms, last critic terms, TensorBoard grid)."""
+    t, generator = run.cfg.train, run.generator
+    run.guard.before_forward(run.nets)
+    d_terms: dict[str, Tensor] = {}
+    if run.fresh:  # DeepFill v1: critic updates first, each on a new batch and completion, then the generator
+        run.critics.requires_grad_(True)
+        for k in range(t.critic_steps):
+            c_real, c_boxes, c_mask, c_rng = _draw(run, step * run.per_step + k)
+            with torch.no_grad():
+                c_refined = generator(c_real, c_mask).refined
+            d_terms = _critic_update(run, step, c_real, c_refined * c_mask + c_real * (1 - c_mask), c_mask, c_boxes,
+                                     c_rng)
+        run.critics.requires_grad_(False)
+    real, boxes, mask, rng = _draw(run, step * run.per_step + run.per_step - 1)
+    out = generator(real, mask, return_flow=want_images)
+    completed = out.refined * mask + real * (1 - mask)
+    if run.use_critics and not run.fresh:  # reuse: every critic step sees this step's batch and completion
+        run.critics.requires_grad_(True)
+        for _ in range(t.critic_steps):
+            d_terms = _critic_update(run, step, real, completed, mask, boxes, rng)
+        run.critics.requires_grad_(False)
+    g_terms = run.loss_fn.generator(real, out.coarse, out.refined, mask, boxes, run.critics if run.use_critics else None)
+    _update(run, step, "generator", g_terms["total"], run.g_opt, generator)
+    grid = image_grid(real, mask, out.coarse, out.refined, out.flow) if want_images else None
+    return g_terms, d_terms, grid
 
-            if use_critics and not fresh:  # reuse: every critic step sees this step's batch and completion
-                critics.requires_grad_(True)
-                for _ in range(t.critic_steps):
-                    d_terms = critic_update(real, completed, mask, boxes, rng)
-                critics.requires_grad_(False)
-            g_terms = loss_fn.generator(real, out.coarse, out.refined, mask, boxes, critics if use_critics else None)
-            if not torch.isfinite(g_terms["total"]):
-                last = ckpt_dir / "last.pt"
-                kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
-                raise TrainingDiverged(f"generator loss became {g_terms['total'].item()} at step {step}; "
-                                       f"training stopped ({kept}); try a lower train.lr")
-            g_opt.zero_grad(set_to_none=True)
-            g_terms["total"].backward()
-            g_opt.step()
 
-            done, window_steps = step + 1, window_steps + 1
-            out_of_time = t.time_budget > 0 and time.perf_counter() - started >= t.time_budget
-            last_step = done == t.max_steps or out_of_time
-            if want_images:
-                images_writer.add_image("inpaint/input_coarse_refined_flow",
-                                        image_grid(real, mask, out.coarse, out.refined, out.flow), done)
-            if val_images is not None and ((t.eval_every and done % t.eval_every == 0) or last_step):
-                history.append((done, evaluate()))
-                writer.write(done, {"held_out_hole_l1": history[-1][1]})
-            if done % t.log_every == 0 or last_step or step == start_step:
-                elapsed = time.perf_counter() - window_start
-                record = {f"g_{k}" if k == "total" else k: float(v.detach()) for k, v in g_terms.items()}
-                record.update({"d_total" if k == "total" else k: float(v.detach()) for k, v in d_terms.items()})
-                record["img_per_s"] = window_steps * t.batch_size / max(elapsed, 1e-9)
-                writer.write(done, record)
-                bar.update(done, f"loss {record['g_total']:.4f}  {record['img_per_s']:.2f} img/s")
-                window_steps, window_start = 0, time.perf_counter()
-            if done % t.checkpoint_every == 0 or last_step:
-                checkpoint(done)
-            if out_of_time:
-                log.info("train.time_budget of %.0f s reached at step %d", t.time_budget, done)
-                break
-    finally:
-        bar.close()
-        writer.close()
-        if images_writer is not None:
-            images_writer.close()
+def _draw(run: _Run, index: int) -> tuple[Tensor, Tensor, Tensor, torch.Generator]:
+    """Batch number ``index`` of the run: images in [-1, 1], boxes, holes, and the RNG its critic step goes on with."""
+    m, size = run.cfg.mask, run.cfg.data.image_size
+    batch = next(run.batches)
+    run.skipped.note(batch["skipped"])
+    rng = torch.Generator().manual_seed(sample_seed(run.cfg.train.seed, index, 0, MASK_STREAM))
+    real = to_signed(batch["image"]).to(run.device).contiguous(memory_format=run.memory_format)
+    boxes, mask = sample_training_masks(real.shape[0], size, size, m.kind, m.box_size, m.max_delta, rng, m.margin)
+    return real, boxes.to(run.device), mask.to(run.device), rng
 
-    seconds = time.perf_counter() - started
-    weights_path = run_dir / WEIGHTS_FILE
-    save_generator(generator, cfg.model, weights_path)
-    if skipped:
-        log.warning("%d unreadable image(s) were skipped in total", len(skipped))
-    trained = done - start_step
+
+def _critic_update(run: _Run, step: int, real: Tensor, completed: Tensor, mask: Tensor, boxes: Tensor,
+                   rng: torch.Generator) -> dict[str, Tensor]:
+    terms = run.loss_fn.critic(real, completed, mask, boxes, run.critics, rng)
+    _update(run, step, "critic", terms["total"], run.d_opt, run.critics)
+    return terms
+
+
+def _update(run: _Run, step: int, name: str, loss: Tensor, optimizer: Optimizer, net: nn.Module) -> None:
+    """Backward and step, unless the loss or the gradients are not finite: then ``train.nonfinite`` stops the run
+    or drops this update."""
+    value = float(loss.detach())
+    problem = None if math.isfinite(value) else f"{name} loss became {value}"
+    optimizer.zero_grad(set_to_none=True)
+    if problem is None:
+        loss.backward()
+        problem = gradient_problem([p for p in net.parameters() if p.requires_grad], optimizer)
+    if problem is None:
+        optimizer.step()
+    else:  # the unused gradients are cleared by the next update's zero_grad
+        run.guard.bad_step(run.nets, step, problem, last_checkpoint_note(run.ckpt_dir))
+
+
+# ------------------------------------------------------------------------------------------------ bookkeeping
+def _bookkeeping(run: _Run, logger: RunLogger, stop: StopRequest, done: int, last: bool, g_terms: dict[str, Tensor],
+                 d_terms: dict[str, Tensor], grid: Tensor | None) -> None:
+    """After step ``done``: images, the held-out hole L1, the metric line, a checkpoint, a stop signal."""
+    t = run.cfg.train
+    if grid is not None:
+        logger.image("inpaint/input_coarse_refined_flow", grid, done)
+    if run.held_out is not None and ((t.eval_every and done % t.eval_every == 0) or last):
+        run.history.append((done, _held_out_l1(run)))
+        logger.write(done, {"held_out_hole_l1": run.history[-1][1]})
+    if logger.due(done, last):
+        record = {f"g_{k}" if k == "total" else k: float(v.detach()) for k, v in g_terms.items()}
+        record.update({"d_total" if k == "total" else k: float(v.detach()) for k, v in d_terms.items()})
+        record.update(img_per_s=logger.window.rates()["img_per_s"], nonfinite_skips=run.guard.skips)
+        logger.line(done, record, f"loss {record['g_total']:.4f}  {record['img_per_s']:.2f} img/s")
+    saved = done % t.checkpoint_every == 0 or last
+    if saved:
+        _checkpoint(run, done)
+    if not last and stop.agreed(run.device):
+        if not saved:
+            _checkpoint(run, done)
+        raise stop.preempted(done, t.max_steps, f"pixelssl inpaint train --resume {run.run_dir}")
+
+
+def _checkpoint(run: _Run, step: int) -> None:
+    assert_finite(run.nets, step, run.ckpt_dir)  # never overwrite a good checkpoint with a broken model
+    save_checkpoint(run.ckpt_dir, {
+        "generator": run.generator.state_dict(), "critics": run.critics.state_dict(), "g_opt": run.g_opt.state_dict(),
+        "d_opt": run.d_opt.state_dict(), "rng": capture_rng(), "step": step, "config": to_dict(run.cfg),
+        "skipped_files": run.skipped.gathered(), "held_out_l1": [list(x) for x in run.history],
+        "nonfinite_skips": run.guard.skips,
+    }, step, run.cfg.train.keep_checkpoints)
+
+
+def _finish(run: _Run, done: int, seconds: float) -> InpaintResult:
+    """Export the generator and say what the run did."""
+    weights_path = run.run_dir / WEIGHTS_FILE
+    save_generator(run.generator, run.cfg.model, weights_path)
+    run.skipped.report_total(len(run.skipped.paths))
     log.info("finished at step %d (%.1f s); generator written to %s", done, seconds, weights_path)
+    history = run.history
     if history:
         log.info("held-out hole L1: %.4f (step %d) -> %.4f (step %d)", history[0][1], history[0][0],
                  history[-1][1], history[-1][0])
-    return InpaintResult(run_dir, done, weights_path, history, seconds,
-                         trained * t.batch_size / max(seconds, 1e-9), parameter_count(generator))
+    return InpaintResult(run.run_dir, done, weights_path, history, seconds,
+                         (done - run.start_step) * run.cfg.train.batch_size / max(seconds, 1e-9),
+                         parameter_count(run.generator))

@@ -7,8 +7,9 @@ import torch
 from pixelssl.config import ConfigError, load_config, to_dict
 from pixelssl.inpaint.config import InpaintConfig
 from pixelssl.inpaint.fill import load_generator
+from pixelssl.inpaint.images import RandomCrops
 from pixelssl.inpaint.networks import InpaintGenerator, SameConv2d
-from pixelssl.inpaint.train import RandomCrops, build_generator, train_inpainting
+from pixelssl.inpaint.train import build_generator, train_inpainting
 
 TINY = ["data.image_size=32", "data.synthetic.size=32", "data.synthetic.num_images=64", "data.val_images=8",
         "mask.box_size=16", "mask.max_delta=4", "model.cnum=8", "model.critic_cnum=8", "train.batch_size=4",

@@ -117,7 +117,7 @@ def case_run(switch: str, steps: int) -> dict:
     """A real ``pretrain()`` run with one switch: its steady step time from the loop's own throughput windows
     (steps after the first ``SKIP``, data waits included) and its whole wall time (start-up included)."""
     from pixelssl.config import PretrainConfig, load_config
-    from pixelssl.train.logger import read_metrics
+    from pixelssl.engine.logger import read_metrics
     from pixelssl.train.loop import pretrain
 
     out = Path(tempfile.mkdtemp(prefix="demo_step_"))

@@ -11,8 +11,9 @@ several seeds, beside the untrained networks of each initialisation; the papers'
 The budget becomes a step count per method by a short timed warm-up run (recorded once per method, budget and
 machine, and reused by every seed, so all seeds of a method train the same number of steps). Each (method, seed)
 row is appended to ``results/dense_transfer.jsonl`` as soon as it is measured; a re-run skips rows measured with the
-same benchmark version and settings, and pre-trained backbones are kept under ``runs/dense_transfer/`` so an
-interrupted row resumes at its evaluation. ``dense_transfer.{json,md}`` are rewritten after every row.
+same benchmark version and settings; pre-training checkpoints every 100 steps and pre-trained backbones are kept
+under ``runs/dense_transfer/``, so an interrupted row resumes where it stopped (exact resume: the same numbers).
+``dense_transfer.{json,md}`` are rewritten after every row.
 """
 
 from __future__ import annotations
@@ -76,14 +77,18 @@ def key_of(*parts: object) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def pretrain_config(name: str, seed: int, steps: int, args: argparse.Namespace, out: Path):
+CHECKPOINT_EVERY = 100  # an interrupted pre-training resumes from its last checkpoint (exact resume: same row)
+
+
+def pretrain_config(name: str, seed: int, steps: int, args: argparse.Namespace, out: Path,
+                    checkpoint_every: int = 1000000):
     from pixelssl.config import PretrainConfig, load_config
 
     _, preset, overrides = METHODS[name]
     return load_config(PretrainConfig, preset, [
         f"data.root={Path(args.data) / 'train' / 'images'}", f"data.image_size={args.image_size}",
         f"train.max_steps={steps}", f"train.seed={seed}", f"run.output_dir={out.parent}", f"run.name={out.name}",
-        "train.checkpoint_every=1000000", "train.tensorboard=false", "train.progress=false", *overrides])
+        f"train.checkpoint_every={checkpoint_every}", "train.tensorboard=false", "train.progress=false", *overrides])
 
 
 def calibrate(name: str, args: argparse.Namespace, rows: list[dict]) -> dict:
@@ -151,12 +156,18 @@ def measure(name: str, seed: int, args: argparse.Namespace, rows: list[dict]) ->
         row.update(steps=0, pretrain_s=0.0)
     else:
         steps = calibrate(name, args, rows)["steps"]
-        cfg = pretrain_config(name, seed, steps, args, out)
+        cfg = pretrain_config(name, seed, steps, args, out, CHECKPOINT_EVERY)
         weights = out / "backbone.safetensors"
         if not weights.is_file():  # a finished pre-training of an interrupted row is reused
-            shutil.rmtree(out, ignore_errors=True)
-            result = pretrain(cfg)
-            (out / "pretrain.json").write_text(json.dumps({"seconds": result.seconds, "first_loss": result.first_loss,
+            if (out / "checkpoints" / "last.pt").is_file():
+                print(f"{name} seed {seed}: resuming the interrupted pre-training in {out}", flush=True)
+                result = pretrain(resume=out)
+                first_loss = next(r["loss"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r)  # step 1's
+            else:
+                shutil.rmtree(out, ignore_errors=True)
+                result = pretrain(cfg)
+                first_loss = result.first_loss
+            (out / "pretrain.json").write_text(json.dumps({"seconds": result.seconds, "first_loss": first_loss,
                                                            "final_loss": result.final_loss}))
         done = json.loads((out / "pretrain.json").read_text())
         backbone = build_backbone(cfg.model.backbone, str(weights))

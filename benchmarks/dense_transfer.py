@@ -161,7 +161,8 @@ def measure(name: str, seed: int, args: argparse.Namespace, rows: list[dict]) ->
         if not weights.is_file():  # a finished pre-training of an interrupted row is reused
             if (out / "checkpoints" / "last.pt").is_file():
                 print(f"{name} seed {seed}: resuming the interrupted pre-training in {out}", flush=True)
-                result = pretrain(resume=out)
+                # a run started before checkpoints were periodic keeps its saved setting unless told
+                result = pretrain(resume=out, overrides=[f"train.checkpoint_every={CHECKPOINT_EVERY}"])
                 first_loss = next(r["loss"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r)  # step 1's
             else:
                 shutil.rmtree(out, ignore_errors=True)

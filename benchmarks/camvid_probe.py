@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_results  # noqa: E402
 
-from pixelssl.demo import ALL_METHODS, METHODS  # noqa: E402
+from pixelssl.cli.demo import ALL_METHODS, METHODS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CAMVID = Path(os.environ.get("PIXELSSL_CAMVID", REPO.parent / "shared" / "data" / "camvid"))

@@ -2,7 +2,7 @@
 
 Each row pre-trains one method (a demo preset plus the setting's overrides) for ``--steps`` steps with one seed on
 the built-in synthetic scenes, then scores the backbone with the demo's own linear probe (C5, 300 labelled training
-scenes, 150 held-out scenes at 256 px; ``pixelssl.demo``). Untrained controls are the exact starting networks of
+scenes, 150 held-out scenes at 256 px; ``pixelssl.cli.demo``). Untrained controls are the exact starting networks of
 seed s (``control`` / ``control_zero``). Rows are appended to ``results/short_schedules.jsonl`` as soon as they are
 measured and a re-run skips the rows it already has (same setting, overrides, seed, steps and study version), so a
 long grid fills over several runs; ``short_schedules.md`` is rewritten from all rows after every row.
@@ -92,7 +92,7 @@ def read_rows() -> list[dict]:
 
 def measure(setting: str, seed: int, steps: int, workdir: Path) -> dict:
     from pixelssl.config import PretrainConfig, load_config
-    from pixelssl.demo import FULL, _probe
+    from pixelssl.cli.demo import FULL, _probe
     from pixelssl.engine.runtime import seed_everything
     from pixelssl.methods.registry import build_method
     from pixelssl.models.backbones import build_backbone

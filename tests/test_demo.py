@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from pixelssl.cli import main
-from pixelssl.demo import ALL_METHODS, run_demo
+from pixelssl.cli.demo import ALL_METHODS, run_demo
 
 
 def test_quick_demo_writes_measured_table(tmp_path):
@@ -42,7 +42,7 @@ def test_demo_controls_are_the_untrained_start_of_each_initialisation_in_use():
     import torch
 
     from pixelssl.config import PretrainConfig, load_config
-    from pixelssl.demo import untrained_controls
+    from pixelssl.cli.demo import untrained_controls
     from pixelssl.engine.runtime import seed_everything
     from pixelssl.methods import build_method
 

@@ -6,5 +6,5 @@ precision / seeds / threads (``runtime``), every loop's learning-rate schedule (
 group, DDP wrap and batch split (``distributed``; the collectives are in ``pixelssl.dist``).
 
 May import: ``methods`` and everything below it (in practice ``data``, ``config``, ``dist``, ``io``, ``errors``);
-not ``export``, ``evaluate``, ``train``, ``inpaint``, ``report``, ``cli`` / ``demo``, which are built on it.
+not ``export``, ``evaluate``, ``train``, ``inpaint``, ``report``, ``cli``, which are built on it.
 """

@@ -12,15 +12,17 @@ gradients (so the same optimiser steps and hence the same EMA teachers), queues 
 same keys on every rank), and BatchNorm statistics that are either synchronised (``model.sync_bn``) or averaged
 across ranks before they are saved. ``assert_replicas_match`` checks that at every checkpoint. Those collectives
 live in ``pixelssl.dist``; this module joins and leaves the process group, splits the global batch
-(``plan_batches``) and wraps the model in DDP.
+(``plan_batches``, ``shard_batches``, ``shard_indices``) and wraps the model in DDP (``wrap`` for pre-training,
+``wrap_for_finetuning`` for evaluation's fine-tuning): the one sharding of every loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,7 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pixelssl.data.loader import steps_per_epoch
+from pixelssl.data.loader import StepBatchSampler, steps_per_epoch
+from pixelssl.dist import convert_sync_batchnorm, rank_world
 from pixelssl.errors import DataError, PixelSSLError
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,18 @@ def shutdown(ctx: DistContext, wait: bool = True) -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def process_group(device_name: str, key: str = "train.device") -> Iterator[DistContext]:
+    """``init`` on entry, ``shutdown`` on exit (without the barrier after an error, so torchrun stops the others)."""
+    ctx = init(device_name, key)
+    finished = False
+    try:
+        yield ctx
+        finished = True
+    finally:
+        shutdown(ctx, wait=finished)
+
+
 @dataclass(frozen=True)
 class BatchPlan:
     """How a run's global batch meets its processes and its data."""
@@ -111,20 +126,35 @@ class BatchPlan:
     steps_per_epoch: int  # full global batches in one pass over the training set
 
 
-def plan_batches(num_items: int, global_batch: int, world_size: int = 1, min_per_process: int = 2) -> BatchPlan:
-    """The run-time checks of ``train.batch_size``, in one place (its bounds are the config's): the global batch
-    splits into ``world_size`` equal per-process batches of at least ``min_per_process`` images (2 where
-    BatchNorm sees them), and the training set holds at least one batch."""
+def plan_batches(num_items: int, global_batch: int, world_size: int = 1, min_per_process: int = 2,
+                 key: str = "train.batch_size") -> BatchPlan:
+    """The run-time checks of a global batch size (config ``key``), in one place (its bounds are the config's): the
+    global batch splits into ``world_size`` equal per-process batches of at least ``min_per_process`` images (2
+    where BatchNorm sees them), and the training set holds at least one batch."""
     from pixelssl.config import ConfigError
 
     if global_batch % world_size or global_batch // world_size < min_per_process:
-        raise ConfigError(f"config key 'train.batch_size': {global_batch} is the global batch and must split into "
+        raise ConfigError(f"config key '{key}': {global_batch} is the global batch and must split into "
                           f"{world_size} equal per-process batches of at least {min_per_process} images")
     epoch = steps_per_epoch(num_items, global_batch)
     if epoch == 0:
-        raise DataError(f"the training set has {num_items} images, fewer than one batch "
-                        f"(train.batch_size={global_batch})")
+        raise DataError(f"the training set has {num_items} images, fewer than one batch ({key}={global_batch})")
     return BatchPlan(global_batch, global_batch // world_size, epoch)
+
+
+def shard_batches(num_items: int, global_batch: int, seed: int, total_steps: int, start_step: int = 0,
+                  min_per_process: int = 1, key: str = "train.batch_size") -> StepBatchSampler:
+    """This process's contiguous share of every step's global batch, a function of (seed, step) only, after
+    ``plan_batches``' checks: the batches of pre-training, inpainting and fine-tuning."""
+    rank, world = rank_world()
+    plan_batches(num_items, global_batch, world, min_per_process, key)
+    return StepBatchSampler(num_items, global_batch, seed, start_step, total_steps, rank, world)
+
+
+def shard_indices(num_items: int) -> range:
+    """This process's items of an evaluation pass (every world-th from its rank); the ranks' results are gathered."""
+    rank, world = rank_world()
+    return range(rank, num_items, world)
 
 
 def on_main(ctx: DistContext, fn: Callable[[], T]) -> T:
@@ -170,3 +200,18 @@ def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
         inspect.signature(DistributedDataParallel.__init__).parameters else {"broadcast_buffers": False}
     return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False,
                                    gradient_as_bucket_view=True, **no_buffer_sync)
+
+
+def wrap_for_finetuning(model: nn.Module, device: torch.device, sync_batchnorm: bool) -> nn.Module:
+    """DistributedDataParallel around a fine-tuned model when several processes train it (the model otherwise),
+    its BatchNorm synchronised over them if ``sync_batchnorm`` (torch's SyncBatchNorm on GPUs, gloo on CPU).
+    Buffers are broadcast from rank 0 each forward, DDP's default: unsynchronised BatchNorm statistics then agree."""
+    _, world = rank_world()
+    if world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    if sync_batchnorm:
+        model = convert_sync_batchnorm(model, device)
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)

@@ -30,8 +30,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from pixelssl.config import choice, opt, register_validator, require
-from pixelssl.data.loader import StepBatchSampler, sample_seed
-from pixelssl.dist import all_gather_objects, convert_sync_batchnorm, rank_world
+from pixelssl.data.loader import sample_seed
+from pixelssl.dist import all_gather_objects, all_reduce_mean, rank_world
+from pixelssl.engine.distributed import shard_batches, shard_indices, wrap_for_finetuning
 from pixelssl.engine.schedules import set_lr, warmup_multistep
 from pixelssl.errors import DataError, PixelSSLError, TrainingDiverged
 from pixelssl.evaluate.coco_eval import coco_metrics, predict_coco
@@ -153,33 +154,16 @@ def _collate(batch: list) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
 
 
 def _train_loader(train_ds: Any, cfg: Any) -> DataLoader:
-    rank, world = rank_world()
-    try:
-        sampler = StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, 0, cfg.steps, rank, world)
-    except ValueError as exc:
-        raise DataError(f"training set: {exc}") from exc
+    sampler = shard_batches(len(train_ds), cfg.batch_size, cfg.seed, cfg.steps, key="batch_size")
     return DataLoader(FlipDataset(train_ds, cfg.hflip, cfg.seed), batch_sampler=sampler, collate_fn=_collate,
                       num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
-
-
-# --------------------------------------------------------------------------- optimisation
-def _prepare(model: nn.Module, cfg: Any, device: torch.device) -> nn.Module:
-    """SyncBatchNorm (norm=sync) and DistributedDataParallel when several processes train together."""
-    _, world = rank_world()
-    if world == 1:
-        return model
-    if cfg.norm == "sync":
-        model = convert_sync_batchnorm(model, device)
-    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 # --------------------------------------------------------------------------- the protocol
 def evaluate_detection(model: nn.Module, dataset: Any, cfg: Any, device: torch.device) -> dict[str, Any]:
     """pycocotools box (and mask) metrics of ``model`` on a ``CocoDetection`` set (split over processes)."""
-    rank, world = rank_world()
     with bf16_autocast(cfg.amp, device):
-        boxes, masks = predict_coco(model, dataset, device, cfg.eval_batch_size, range(rank, len(dataset), world))
+        boxes, masks = predict_coco(model, dataset, device, cfg.eval_batch_size, shard_indices(len(dataset)))
     gathered = all_gather_objects((boxes, masks))
     boxes = [r for part in gathered for r in part[0]]
     masks = [r for part in gathered for r in part[1]]
@@ -219,7 +203,7 @@ def finetune_detection(backbone: Backbone, train_ds: Any, val_ds: Any, config: D
             log.info("FPN initialised from %s: %d tensors loaded, %d skipped", fpn_source or "the given state",
                      len(fpn_summary["loaded"]), len(fpn_summary["skipped"]))
         model.to(device)
-        trained = _prepare(model, cfg, device)
+        trained = wrap_for_finetuning(model, device, cfg.norm == "sync")
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         history: list[list[float]] = []
@@ -244,7 +228,7 @@ def finetune_detection(backbone: Backbone, train_ds: Any, val_ds: Any, config: D
             optimizer.step()
             window.append(loss.detach())
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                history.append([step + 1, float(torch.stack(window).mean())])
+                history.append([step + 1, float(all_reduce_mean(torch.stack(window).mean()))])  # over processes
                 window = []
                 log.info("finetune-det step %d/%d: loss %.4f", step + 1, cfg.steps, history[-1][1])
         train_s = time.perf_counter() - start

@@ -3,7 +3,7 @@
 The protocol of the PixPro / MoCo papers (Cityscapes / VOC, mmsegmentation-style), scaled down: the whole network
 is trained with SGD + poly (or cosine) learning rate on random scale / crop / flip crops (label resized with
 nearest), then evaluated with whole-image or sliding-window inference at the labels' native resolution.
-BatchNorm becomes SyncBatchNorm when running distributed on GPUs (``torchrun``); on CPU everything runs fp32.
+BatchNorm is synchronised over the processes when distributed (``torchrun``, ``sync_bn``); on CPU everything runs fp32.
 
 Usage::
 
@@ -26,13 +26,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from pixelssl.config import choice, opt, register_validator, require, sub
-from pixelssl.data.loader import StepBatchSampler
-from pixelssl.dist import rank_world
+from pixelssl.data.loader import sample_seed
+from pixelssl.dist import all_reduce_mean, rank_world
+from pixelssl.engine.distributed import shard_batches, shard_indices, wrap_for_finetuning
 from pixelssl.engine.schedules import scale_lr, warmup_decay
-from pixelssl.errors import DataError, PixelSSLError
+from pixelssl.errors import PixelSSLError
 from pixelssl.evaluate.common import (
     bf16_autocast,
     check_compatible,
@@ -77,7 +78,7 @@ class FinetuneConfig:
     augmentation: JointAugmentConfig = sub(JointAugmentConfig, "random scale / crop / flip of the training pairs")
     inference: str = opt("whole", "whole (one pass per image) | slide (windows of augmentation.crop_size)")
     slide_stride: list = opt([171, 171], "slide inference: window step [height, width] in pixels")
-    sync_bn: bool = opt(True, "convert BatchNorm to SyncBatchNorm when distributed on GPUs")
+    sync_bn: bool = opt(True, "synchronise BatchNorm over processes when distributed (SyncBatchNorm on GPUs, gloo on CPU)")
     amp: bool = opt(True, "bf16 autocast on GPUs that support it (CPU always runs fp32)")
     num_workers: int = opt(0, "data-loader worker processes (0 = load in the training process)")
     log_every: int = opt(20, "steps between logged training losses")
@@ -259,13 +260,13 @@ def predict(model: nn.Module, images: Tensor, cfg: Any) -> Tensor:
 @torch.no_grad()
 def evaluate_segmentation(model: nn.Module, dataset: Any, cfg: Any, device: torch.device) -> dict[str, Any]:
     """Metrics over ``dataset`` at native label resolution (shared between processes when distributed)."""
-    rank, world = rank_world()
+    _, world = rank_world()
     was_training = model.training
     model.eval()
     matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
 
     def items() -> Iterator[tuple[Tensor, Tensor]]:
-        for index in range(rank, len(dataset), world):
+        for index in shard_indices(len(dataset)):
             image, label = dataset[index]
             check_label(label, dataset.num_classes, dataset.ignore_index, item_name(dataset, index))
             yield image, label
@@ -292,37 +293,9 @@ def _optimizer(model: SegmentationModel, cfg: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
-class _RankShard(Sampler[list]):
-    """This process's share (every world-th item) of each global batch of another batch sampler."""
-
-    def __init__(self, sampler: Sampler[list], rank: int, world: int) -> None:
-        self.sampler, self.rank, self.world = sampler, rank, world
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> Iterator[list]:
-        for batch in self.sampler:
-            yield batch[self.rank::self.world]
-
-
-def _distribute(model: SegmentationModel, cfg: Any, device: torch.device) -> nn.Module:
-    """SyncBatchNorm + DistributedDataParallel when torch.distributed is initialised with several processes."""
-    _, world = rank_world()
-    if world == 1:
-        return model
-    if cfg.sync_bn and device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
 def _train_loader(train_ds: Any, cfg: Any) -> DataLoader:
     """Augmented (image, label) batches for every step: reproducible per (seed, epoch, index), sharded by rank."""
-    rank, world = rank_world()
-    if len(train_ds) < cfg.batch_size:
-        raise DataError(f"the training set has {len(train_ds)} images, fewer than one batch of {cfg.batch_size}")
-    sampler = _RankShard(StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, 0, cfg.steps), rank, world)
+    sampler = shard_batches(len(train_ds), cfg.batch_size, cfg.seed, cfg.steps, key="batch_size")
     dataset = JointAugmentDataset(train_ds, cfg.augmentation, cfg.image_size, cfg.seed)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
                       persistent_workers=cfg.num_workers > 0,
@@ -352,7 +325,9 @@ def finetune_segmentation(backbone: Backbone, train_ds: Any, val_ds: Any, config
             torch.manual_seed(cfg.seed)  # head initialisation and dropout
             model = build_segmentation_model(copy.deepcopy(backbone), train_ds.num_classes, cfg).to(device)
             model = model.to(memory_format=torch.channels_last)
-            trained = _distribute(model, cfg, device)
+            trained = wrap_for_finetuning(model, device, cfg.sync_bn)
+            if rank:  # every process drew the same head weights; each draws its own dropout masks
+                torch.manual_seed(sample_seed(cfg.seed, 0, rank, stream=7))
             optimizer = _optimizer(model, cfg)
             base_lrs = [group["lr"] for group in optimizer.param_groups]
             history: list[list[float]] = []
@@ -370,7 +345,7 @@ def finetune_segmentation(backbone: Backbone, train_ds: Any, val_ds: Any, config
                 optimizer.step()
                 window.append(loss.detach())
                 if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                    history.append([step + 1, float(torch.stack(window).mean())])
+                    history.append([step + 1, float(all_reduce_mean(torch.stack(window).mean()))])  # over processes
                     window = []
                     log.info("finetune step %d/%d: loss %.4f", step + 1, cfg.steps, history[-1][1])
                 if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:

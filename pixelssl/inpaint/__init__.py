@@ -6,8 +6,7 @@ its subcommands) stays cheap::
     from pixelssl.inpaint import fill_folder, fill_image, load_generator
 
 May import: ``evaluate`` and everything below (today: ``engine``'s run machinery, ``data``, ``dense.propagation``
-for contextual attention, ``config``, ``io``, ``errors``); not its siblings ``report`` / ``train``, nor ``cli`` /
-``demo``.
+for contextual attention, ``config``, ``io``, ``errors``); not its siblings ``report`` / ``train``, nor ``cli``.
 """
 
 from __future__ import annotations

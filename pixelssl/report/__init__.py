@@ -2,5 +2,5 @@
 ``figures.TensorBoardFigures`` is the drawer ``pixelssl pretrain`` hands to the training loop.
 
 May import: ``evaluate`` and everything below (``engine`` for metrics and checkpoints); not its siblings ``inpaint`` /
-``train``, nor ``cli`` / ``demo``.
+``train``, nor ``cli``.
 """

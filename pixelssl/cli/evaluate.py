@@ -13,78 +13,20 @@ import datetime
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pixelssl import __version__
-from pixelssl.config import load_config, opt, register_validator, require, to_dict
-from pixelssl.errors import DataError, PixelSSLError
+from pixelssl.config import load_config, to_dict
+from pixelssl.engine.distributed import launched_world_size, process_group
+from pixelssl.errors import PixelSSLError
 from pixelssl.evaluate.metrics import jsonable
 from pixelssl.evaluate.source import resolve_backbone, run_directory
+from pixelssl.evaluate.splits import SyntheticEvalConfig, classification_data, segmentation_data
 from pixelssl.export.importers import IMPORT_FORMATS
 from pixelssl.io import atomic_write
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SyntheticEvalConfig:
-    train_images: int = opt(500, "scenes in the synthetic training split")
-    val_images: int = opt(200, "scenes in the synthetic validation split (never shared with training)")
-    size: int = opt(128, "side of each synthetic scene in pixels")
-    num_classes: int = opt(6, "object classes (labels 0..num_classes, 0 = background)")
-    seed: int = opt(0, "seed of the scene generator")
-
-
-def _validate_synthetic(cfg: SyntheticEvalConfig) -> None:
-    require(cfg.train_images >= 1 and cfg.val_images >= 1, "synthetic.train_images", "both splits need >= 1 scene")
-    require(cfg.size >= 32, "synthetic.size", "must be >= 32")
-    require(1 <= cfg.num_classes <= 12, "synthetic.num_classes", "must be in 1..12")
-
-
-register_validator(SyntheticEvalConfig, _validate_synthetic)
-
-
-def segmentation_data(data: str, val: str | None, synthetic: SyntheticEvalConfig) -> tuple[Any, Any, dict[str, Any]]:
-    """(train set, val set, description) for ``synthetic``, a folder with train/ and val/, or a folder + ``val``."""
-    if data == "synthetic":
-        from pixelssl.data.synthetic import SyntheticScenes
-
-        if val:
-            raise PixelSSLError("--val cannot be combined with --data synthetic (it has its own val split)")
-        common = dict(size=synthetic.size, num_classes=synthetic.num_classes, seed=synthetic.seed)
-        return (SyntheticScenes(synthetic.train_images, split="train", **common),
-                SyntheticScenes(synthetic.val_images, split="val", **common),
-                {"train": "synthetic:train", "val": "synthetic:val", "synthetic": to_dict(synthetic)})
-    from pixelssl.data.datasets import SegmentationFolder
-
-    train_root, val_root = _split_roots(Path(data).expanduser(), val)
-    train_ds, val_ds = SegmentationFolder(train_root), SegmentationFolder(val_root)
-    return train_ds, val_ds, {"train": str(train_root.resolve()), "val": str(val_root.resolve())}
-
-
-def _split_roots(root: Path, val: str | None) -> tuple[Path, Path]:
-    """Train and val folders: ``root`` and ``--val``, or ``root/train`` and ``root/val``."""
-    if not root.is_dir():
-        raise DataError(f"data folder {root} {'is not a folder' if root.exists() else 'does not exist'}")
-    if val:
-        return root, Path(val).expanduser()
-    if (root / "train").is_dir() and (root / "val").is_dir():
-        return root / "train", root / "val"
-    raise DataError(f"{root} has no train/ and val/ sub-folders; pass --val PATH for the validation set")
-
-
-def classification_data(data: str, val: str | None) -> tuple[Any, Any, dict[str, Any]]:
-    """(train set, val set, description) in the ImageFolder layout (val uses the training class list)."""
-    from pixelssl.evaluate.classification import ImageFolderDataset
-
-    if data == "synthetic":
-        raise PixelSSLError("probe-cls needs an ImageFolder-layout folder (root/<class>/<image>), not synthetic")
-    train_root, val_root = _split_roots(Path(data).expanduser(), val)
-    train_ds = ImageFolderDataset(train_root)
-    return (train_ds, ImageFolderDataset(val_root, classes=train_ds.classes),
-            {"train": str(train_root.resolve()), "val": str(val_root.resolve())})
 
 
 def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -128,13 +70,17 @@ def _print_summary(kind: str, metrics: dict[str, Any], path: Path) -> None:
 
 
 def _run(args: argparse.Namespace, kind: str, schema: type,
-         evaluate: Callable[[Any, Any, Any, Any, Path], dict[str, Any]], dense: bool) -> int:
-    """Shared body of the three commands: config, backbone, data, protocol, eval.json."""
+         evaluate: Callable[[Any, Any, Any, Any, Path], dict[str, Any]], dense: bool, distributed: bool = False) -> int:
+    """Shared body of the three commands: config, backbone, data, protocol, eval.json. Under torchrun a
+    ``distributed`` protocol (fine-tuning) trains in every process and rank 0 writes; the probes run in one."""
     own, synthetic_overrides = _split_overrides(list(args.overrides))
     if getattr(args, "head", None):
         own.append(f"head={args.head}")
     cfg = load_config(schema, args.config, own)
     synthetic = load_config(SyntheticEvalConfig, None, synthetic_overrides)
+    if not distributed and launched_world_size() > 1:
+        raise PixelSSLError(f"{kind} runs in one process; start it without torchrun (finetune-seg and finetune-det "
+                            "train distributed)")
     backbone, source = resolve_backbone(args.backbone, args.arch, seed=cfg.seed, from_format=args.from_format)
     if dense:
         train_ds, val_ds, data = segmentation_data(args.data, args.val, synthetic)
@@ -143,11 +89,14 @@ def _run(args: argparse.Namespace, kind: str, schema: type,
     out = output_dir(args, kind)
     log.info("%s of %s (%s) on %s: %d train / %d val images", kind, args.backbone, source["arch"], args.data,
              len(train_ds), len(val_ds))
-    metrics = evaluate(backbone, train_ds, val_ds, cfg, out)
+    with process_group(cfg.device, "device") as ctx:
+        metrics = evaluate(backbone, train_ds, val_ds, cfg, out)
+    if not ctx.is_main:
+        return 0
     record = {"kind": kind, "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "pixelssl_version": __version__, "backbone": source,
               "data": {**data, "num_train": len(train_ds), "num_val": len(val_ds),
-                       "num_classes": train_ds.num_classes},
+                       "num_classes": train_ds.num_classes, "processes": ctx.world_size},
               "config": to_dict(cfg), "metrics": metrics}
     _print_summary(kind, metrics, write_eval_json(out, record))
     return 0
@@ -165,7 +114,7 @@ def _finetune(args: argparse.Namespace) -> int:
     def evaluate(backbone: Any, train_ds: Any, val_ds: Any, cfg: Any, out: Path) -> dict[str, Any]:
         return finetune_segmentation(backbone, train_ds, val_ds, cfg, checkpoint=out / "model.safetensors")
 
-    return _run(args, "finetune-seg", FinetuneConfig, evaluate, dense=True)
+    return _run(args, "finetune-seg", FinetuneConfig, evaluate, dense=True, distributed=True)
 
 
 def _probe_cls(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pixelssl.demo import ALL_METHODS, METHODS, run_demo
+    from pixelssl.cli.demo import ALL_METHODS, METHODS, run_demo
 
     if args.methods == "default":
         methods = METHODS

@@ -1,6 +1,6 @@
 """The ``pixelssl`` console script: thin subcommands over the Python API.
 
-Subsystems add their own subcommands through ``register(subparsers)`` functions listed in
+Each module of ``pixelssl.cli`` adds its subcommands through a ``register(subparsers)`` function listed in
 ``_REGISTRARS``; each sets ``func(args) -> int`` on its parser.
 """
 
@@ -18,13 +18,13 @@ log = logging.getLogger("pixelssl")
 
 # Modules that contribute subcommands (each defines register(subparsers)).
 _REGISTRARS = (
-    "pixelssl.train.commands",
-    "pixelssl.evaluate.commands",
-    "pixelssl.inpaint.commands",
-    "pixelssl.report.commands",
-    "pixelssl.evaluate.detection_commands",
-    "pixelssl.data.commands",
-    "pixelssl.export.commands",
+    "pixelssl.cli.train",
+    "pixelssl.cli.evaluate",
+    "pixelssl.cli.inpaint",
+    "pixelssl.cli.report",
+    "pixelssl.cli.detect",
+    "pixelssl.cli.data",
+    "pixelssl.cli.export",
 )
 
 

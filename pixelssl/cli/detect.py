@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from pixelssl import __version__
+from pixelssl.cli.evaluate import output_dir, write_eval_json
 from pixelssl.config import load_config, to_dict
+from pixelssl.engine.distributed import process_group
 from pixelssl.errors import PixelSSLError
-from pixelssl.evaluate.commands import output_dir, write_eval_json
 from pixelssl.evaluate.source import resolve_backbone, run_directory
 from pixelssl.export.importers import IMPORT_FORMATS
 from pixelssl.io import sha256_file
@@ -91,13 +92,16 @@ def _finetune_det(args: argparse.Namespace) -> int:
     val_ds = CocoDetection(val_json, images, masks=masks)
     log.info("%s %s from %s (%s) on %s: %d train / %d val images", KIND, cfg.model, args.backbone, source["arch"],
              train_json, len(train_ds), len(val_ds))
-    metrics = finetune_detection(backbone, train_ds, val_ds, cfg, fpn_state=fpn_state,
-                                 fpn_source=fpn_source["path"] if fpn_source else "",
-                                 checkpoint=out / "model.safetensors")
+    with process_group(cfg.device, "device") as ctx:  # under torchrun every process trains, rank 0 writes
+        metrics = finetune_detection(backbone, train_ds, val_ds, cfg, fpn_state=fpn_state,
+                                     fpn_source=fpn_source["path"] if fpn_source else "",
+                                     checkpoint=out / "model.safetensors")
+    if not ctx.is_main:
+        return 0
     record = {"kind": KIND, "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "pixelssl_version": __version__, "backbone": {**source, "fpn": fpn_source if cfg.fpn_init else None},
               "data": {**data, "num_train": len(train_ds), "num_val": len(val_ds),
-                       "num_classes": train_ds.num_classes},
+                       "num_classes": train_ds.num_classes, "processes": ctx.world_size},
               "config": to_dict(cfg), "metrics": metrics}
     path = write_eval_json(out, record)
     _print_summary(metrics, path)

@@ -1,6 +1,10 @@
 """Take pre-trained weights to the tools people already use (torchvision, timm, detectron2, safetensors), and bring
 released checkpoints (PixPro, DenseCL, PixCon, MoCo, detectron2, torchvision) into ours.
 
+Modules: ``exporters`` (weights out), ``keymaps`` (torchvision names in other tools' conventions), ``source`` (what
+``pixelssl export`` reads), ``importers`` (released checkpoints in: safe loading, assembling, the report, writing)
+with ``release_layouts`` (each release's key layout and the heads that map exactly).
+
 May import: ``engine`` (checkpoints) and everything below it; not ``evaluate`` (which imports ``export.importers``)
 nor anything above.
 """

@@ -5,6 +5,13 @@ its subcommands) stays cheap::
 
     from pixelssl.inpaint import fill_folder, fill_image, load_generator
 
+Modules: ``contextual_attention`` (the layer) with ``tf_geometry`` (TF1's nearest resize, 'SAME' padding),
+``score_fusion`` (the release's fusion of attention scores) and ``flow_image`` (offsets as a colour picture);
+``networks``, ``losses``, ``masks``, ``metrics``, ``images``, ``config``, ``train``; ``fill`` (one image or a folder)
+with ``generator_file`` (reading a generator's weights) and ``hole_regions`` (strategy crop's crops); ``evaluate``,
+``serve``; ``release_weights`` (the authors' TensorFlow weights) with ``tf_checkpoint`` (the tensor bundle),
+``tf_index_format`` (its index: LevelDB table, protobuf wire format) and ``crc32c``.
+
 May import: ``evaluate`` and everything below (today: ``engine``'s run machinery, ``data``, ``dense.propagation``
 for contextual attention, ``config``, ``io``, ``errors``); not its siblings ``report`` / ``train``, nor ``cli``.
 """

@@ -34,12 +34,13 @@ chunk is checkpointed, so training memory is bounded too.
 Deviations from the release, on purpose: each sample has its own mask (the release shares one across the batch);
 odd sizes use ``ceil(size / rate)`` grids (the release only runs on multiples of 8); the flow picture is
 normalised per image (the release uses a running maximum over the batch).
+
+The pieces: ``tf_geometry`` (TF1's nearest resize and 'SAME' padding), ``score_fusion`` (step 4) and ``flow_image``
+(the flow picture of the offsets); this module extracts the patches, runs the chunks and pastes the result.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,43 +49,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from pixelssl.dense.propagation import masked_softmax, propagate, similarity_matrix
+from pixelssl.dense.propagation import masked_softmax, propagate
+from pixelssl.inpaint.flow_image import color_wheel as color_wheel  # re-exported: the tests import it from here
+from pixelssl.inpaint.flow_image import flow_to_image
+from pixelssl.inpaint.score_fusion import AttentionGrid, fused_scores
+from pixelssl.inpaint.tf_geometry import align_corners_indices as align_corners_indices  # re-exported: the tests import it
+from pixelssl.inpaint.tf_geometry import resize_nearest, same_padding
 
 DOWNSAMPLE_MODES = ("release", "stride")  # TF1 align_corners nearest resize | every rate-th row and column
 DEFAULT_MEMORY_BUDGET = 1 << 22  # score-matrix elements per chunk (16 MiB in fp32: cache-friendly, no huge pages)
 PATCH_NORM_EPS = 1e-4  # DeepFill v1: background patch norms are clamped below at 1e-4
-
-
-def align_corners_indices(in_size: int, out_size: int) -> np.ndarray:
-    """The input index each output index reads in TF1's nearest resize with ``align_corners=True``.
-
-    ``min(roundf(i * ((in - 1) / (out - 1))), in - 1)`` computed in float32 with halves rounded away from zero, as
-    TF1's ``resize_nearest_neighbor`` kernel does (``roundf``, not Python's round-half-to-even): 64 -> 32 reads
-    0, 2, ..., 30, 33, ..., 63, and 3 -> 5 reads 0, 1, 1, 2, 2. Upsampling n -> 2n reads ``i // 2``, i.e. the same as
-    PyTorch's nearest x2.
-    """
-    if in_size < 1 or out_size < 1:
-        raise ValueError(f"sizes must be positive (got {in_size} -> {out_size})")
-    if out_size > 1:  # DeepFill v1 release: neuralgym resize, align_corners=True
-        scale = np.float32(in_size - 1) / np.float32(out_size - 1)
-    else:
-        scale = np.float32(in_size) / np.float32(out_size)
-    x = np.arange(out_size, dtype=np.float32) * scale  # float32 product, as the kernel's ``y * height_scale``
-    whole = np.floor(x)
-    index = whole.astype(np.int64) + (x - whole >= 0.5)  # roundf: halves away from zero (x >= 0)
-    return np.minimum(index, in_size - 1)
-
-
-def resize_nearest(x: Tensor, size: tuple[int, int], dims: tuple[int, int] = (-2, -1)) -> Tensor:
-    """TF1 ``resize_nearest_neighbor(x, size, align_corners=True)`` of the two spatial ``dims`` of x (any layout).
-
-    The release resizes with it everywhere (neuralgym's ``resize``): foreground, background and mask in contextual
-    attention, the generator's mask (``resize_mask_like``) and the flow picture.
-    """
-    for dim, n in zip(dims, size):
-        if x.shape[dim] != n:
-            x = x.index_select(dim, torch.from_numpy(align_corners_indices(x.shape[dim], int(n))).to(x.device))
-    return x
 
 
 def downsample_by_rate(x: Tensor, rate: int, mode: str, dims: tuple[int, int] = (-2, -1)) -> Tensor:
@@ -97,13 +71,6 @@ def downsample_by_rate(x: Tensor, rate: int, mode: str, dims: tuple[int, int] = 
             index[d] = slice(None, None, rate)
         return x[tuple(index)]
     raise ValueError(f"unknown downsample mode {mode!r} ({' | '.join(DOWNSAMPLE_MODES)})")
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
-    """TensorFlow 'SAME' geometry along one axis: (output size, padding before, padding after)."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return out, total // 2, total - total // 2
 
 
 def _unfold_same(x: Tensor, kernel: int, stride: int) -> Tensor:
@@ -130,120 +97,6 @@ def extract_raw_blocks(x: Tensor, rate: int, stride: int) -> tuple[Tensor, int, 
     x = F.pad(x, (0, 0, left, right, top, bottom))  # (B, r*Hb, r*Wb, C)
     blocks = x.view(x.shape[0], hb, rate, wb, rate, x.shape[3]).transpose(2, 3)
     return blocks.reshape(x.shape[0], hb * wb, -1), hb, wb
-
-
-def row_major_shift(index: np.ndarray, d: int, count: int) -> np.ndarray:
-    """Row-major index of the cell ``d`` places after ``index`` in row-major order; -1 past the ends."""
-    moved = index + d
-    return np.where((moved >= 0) & (moved < count), moved, -1)
-
-
-def column_major_shift(index: np.ndarray, d: int, height: int, width: int) -> np.ndarray:
-    """Row-major index of the cell ``d`` places after ``index`` in column-major order; -1 past the ends."""
-    col = (index % width) * height + index // width + d
-    return np.where((col >= 0) & (col < height * width), (col % height) * width + col // height, -1)
-
-
-def add_key_shift_flat(out: Tensor, src: Tensor, d: int) -> None:
-    """``out[..., q] += src[..., q + d]`` along the flattened key axis (zero past the ends)."""
-    if d > 0:
-        out[..., :-d].add_(src[..., d:])
-    elif d < 0:
-        out[..., -d:].add_(src[..., :d])
-
-
-def add_key_shift_wrapped(out: Tensor, src: Tensor, d: int, outer: int, inner: int) -> None:
-    """The same shift along the *outer* axis of keys stored as (outer, inner), carrying into the next inner index.
-
-    For row-major keys (outer = rows) this is the release's column-major order: the neighbour ``d`` of key (k, l)
-    is (k + d, l), wrapping to (k + d - outer, l + 1) or (k + d + outer, l - 1). Needs ``|d| <= outer``.
-    """
-    o = out.unflatten(-1, (outer, inner))
-    s = src.unflatten(-1, (outer, inner))
-    e = abs(d)
-    if d > 0:
-        o[..., : outer - e, :].add_(s[..., e:, :])
-        o[..., outer - e :, : inner - 1].add_(s[..., :e, 1:])
-    elif d < 0:
-        o[..., e:, :].add_(s[..., : outer - e, :])
-        o[..., :e, 1:].add_(s[..., outer - e :, : inner - 1])
-
-
-def runs(rows: np.ndarray, wanted: np.ndarray) -> list[tuple[int, int, int]]:
-    """Where each wanted index sits in the sorted ``rows``, as (target start, source start, length) runs of
-    consecutive targets reading consecutive sources; wanted entries of -1 (outside the grid) are skipped."""
-    target = np.flatnonzero(wanted >= 0)
-    if target.size == 0:
-        return []
-    source = np.searchsorted(rows, wanted[target])
-    breaks = np.flatnonzero((np.diff(target) != 1) | (np.diff(source) != 1)) + 1
-    starts = [0, *breaks.tolist()]
-    ends = [*starts[1:], target.size]
-    return [(int(target[s]), int(source[s]), e - s) for s, e in zip(starts, ends)]
-
-
-def gather_rows(x: Tensor, rows: np.ndarray, wanted: np.ndarray) -> Tensor:
-    """``x[:, position of each wanted index in rows]`` as one copy of contiguous row blocks."""
-    return torch.cat([x.narrow(1, s, n) for _, s, n in runs(rows, wanted)], dim=1)
-
-
-def shifted_sum(scores: Tensor, rows: np.ndarray, targets: np.ndarray, shifts: list[int],
-                shift_index: Callable[[np.ndarray, int], np.ndarray],
-                add_key_shift: Callable[[Tensor, Tensor, int], None]) -> Tensor:
-    """One fusion pass (DeepFill v1: attention propagation): ``out[t, q] = sum_d scores[t + d, q + d]``.
-
-    ``scores`` (B, len(rows), L) holds the score rows of the sorted query indices ``rows``; ``shift_index`` and
-    ``add_key_shift`` define "+ d" for queries and keys; neighbours outside the grid count as zero.
-    Returns (B, len(targets), L). Rows are copied and added in contiguous runs (no gathers).
-    """
-    out = gather_rows(scores, rows, targets)
-    for d in shifts:
-        for t, s, n in runs(rows, shift_index(targets, d)):
-            add_key_shift(out.narrow(1, t, n), scores.narrow(1, s, n), d)
-    return out
-
-
-@dataclass(frozen=True)
-class AttentionGrid:
-    """Sizes of the downsampled foreground grid (queries) and background grid (keys)."""
-
-    fh: int
-    fw: int
-    bh: int
-    bw: int
-
-    @property
-    def queries(self) -> int:
-        return self.fh * self.fw
-
-    @property
-    def keys(self) -> int:
-        return self.bh * self.bw
-
-
-def fused_scores(queries: Tensor, keys: Tensor, rows: np.ndarray, grid: AttentionGrid, fuse_k: int) -> Tensor:
-    """Scores of the query cells ``rows`` (row-major indices) against every key, fused as the release does.
-
-    queries (B, P, D) foreground patches, keys (B, L, D) unit background patches (both row-major) -> (B, n, L).
-    The second fusion pass reads fused rows of the queries' column-major neighbours, the first pass reads raw
-    score rows of those rows' row-major neighbours: only that halo is recomputed beyond ``rows``.
-    """
-    shifts = [d for d in range(-(fuse_k // 2), fuse_k // 2 + 1) if d != 0]
-    every_row = np.arange(grid.queries)
-    if not shifts:
-        return similarity_matrix(gather_rows(queries, every_row, rows).transpose(1, 2), keys.transpose(1, 2))
-    by_column = lambda index, d: column_major_shift(index, d, grid.fh, grid.fw)  # noqa: E731
-    by_row = lambda index, d: row_major_shift(index, d, grid.queries)  # noqa: E731
-    fused_rows = np.unique(np.concatenate([rows, *(by_column(rows, d) for d in shifts)]))
-    fused_rows = fused_rows[fused_rows >= 0]
-    score_rows = np.unique(np.concatenate([fused_rows, *(by_row(fused_rows, d) for d in shifts)]))
-    score_rows = score_rows[score_rows >= 0]
-    scores = similarity_matrix(gather_rows(queries, every_row, score_rows).transpose(1, 2),
-                               keys.transpose(1, 2))  # (B, n', L)
-    # DeepFill v1: identity-kernel fusion in row-major order, then with both spatial grids transposed.
-    scores = shifted_sum(scores, score_rows, fused_rows, shifts, by_row, add_key_shift_flat)
-    return shifted_sum(scores, fused_rows, rows, shifts, by_column,
-                       lambda o, s, d: add_key_shift_wrapped(o, s, d, grid.bh, grid.bw))
 
 
 def fold_block_offsets(weights: Tensor, rows: int, grid: AttentionGrid, stride: int, hb: int, wb: int) -> Tensor:
@@ -373,41 +226,6 @@ def contextual_attention(
     cols_ = torch.arange(grid.fw, device=f.device).view(1, 1, -1)
     offsets = torch.stack([index // grid.bw - rows_, index % grid.bw - cols_], dim=1)
     return out, offsets
-
-
-# ----------------------------------------------------------------------------------------- flow visualisation
-def color_wheel() -> Tensor:
-    """The Middlebury optical-flow colour wheel (Baker et al. 2011), 55 RGB colours in [0, 255] (float)."""
-    segments = ((15, (255, 0, 0), (0, 1, 0)), (6, (255, 255, 0), (-1, 0, 0)), (4, (0, 255, 0), (0, 0, 1)),
-                (11, (0, 255, 255), (0, -1, 0)), (13, (0, 0, 255), (1, 0, 0)), (6, (255, 0, 255), (0, 0, -1)))
-    parts = []
-    for n, start, direction in segments:  # each segment ramps one channel up or down by floor(255 * i / n)
-        ramp = torch.floor(255 * torch.arange(n, dtype=torch.float64) / n)
-        parts.append(torch.tensor(start, dtype=torch.float64) + ramp[:, None] * torch.tensor(direction))
-    return torch.cat(parts).float()
-
-
-def flow_to_image(offsets: Tensor) -> Tensor:
-    """Render (B, 2, H, W) offsets (rows, columns) with the optical-flow colour wheel: (B, 3, H, W) in [0, 1].
-
-    Same colouring as the release's ``compute_color``: hue from the direction, saturation from the length
-    relative to the image's longest offset; an offset of 0 is white.
-    """
-    flow = offsets.double()
-    u, v = flow[:, 0], flow[:, 1]
-    radius = torch.sqrt(u * u + v * v)
-    max_radius = radius.flatten(1).amax(dim=1).view(-1, 1, 1) + torch.finfo(torch.float64).eps
-    u, v, radius = u / max_radius, v / max_radius, radius / max_radius
-    wheel = color_wheel().double().to(offsets.device) / 255
-    ncols = wheel.shape[0]
-    fk = (torch.atan2(-v, -u) / math.pi + 1) / 2 * (ncols - 1)  # 0-based position on the wheel
-    k0 = fk.floor().long()
-    k1 = (k0 + 1) % ncols
-    frac = (fk - k0).unsqueeze(-1)
-    colour = (1 - frac) * wheel[k0] + frac * wheel[k1]  # (B, H, W, 3)
-    inside = (radius <= 1).unsqueeze(-1)
-    colour = torch.where(inside, 1 - radius.unsqueeze(-1) * (1 - colour), colour * 0.75)
-    return (torch.floor(255 * colour) / 255).permute(0, 3, 1, 2).float()
 
 
 class ContextualAttention(nn.Module):

@@ -5,9 +5,9 @@ Strategies (``fill_image(..., strategy=...)``, ``pixelssl inpaint fill --strateg
 * ``whole``: the generator sees the whole image (padded to a multiple of 8, cropped back);
 * ``crop``: each hole (an 8-connected component of the mask; holes whose crops would overlap are merged into the
   bounding box of their union) is filled on a crop around it, the hole's box plus a margin of half its longer side
-  (at least ``MIN_MARGIN`` px), scaled down to at most ``working_size`` px per side when larger; the result is
-  scaled back and pasted into the untouched original inside the hole only. Cost depends on the holes, not the
-  photo: a 256 px hole in a 4096 x 3072 photo is one 512 x 512 fill;
+  (at least ``hole_regions.MIN_MARGIN`` px), scaled down to at most ``working_size`` px per side when larger; the
+  result is scaled back and pasted into the untouched original inside the hole only. Cost depends on the holes, not
+  the photo: a 256 px hole in a 4096 x 3072 photo is one 512 x 512 fill;
 * ``auto`` (default): ``crop`` when the image's longer side exceeds ``working_size``, else ``whole``.
 
 Known pixels are always returned exactly as they came in. With ``crop``, the flow picture is white (no offset)
@@ -19,18 +19,18 @@ Example::
     filled, flow = fill_image(generator, image_uint8, hole_bool, return_flow=True)
     report = fill_folder(generator, "photos/", "masks/", "filled/")  # masks matched by file stem
     print(report.summary())  # filled 12, skipped 1 (1 without a mask)
+
+Reading a generator's weights file is ``generator_file`` (``load_generator``, re-exported here); where the crops of
+strategy ``crop`` go is ``hole_regions``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,94 +41,22 @@ from torchvision.transforms.v2 import functional as TF
 from pixelssl.data.datasets import is_image_file
 from pixelssl.data.decode import UnreadableImage, read_rgb
 from pixelssl.engine.logger import Progress
-from pixelssl.errors import DataError, PixelSSLError, WeightsFileError
+from pixelssl.errors import DataError, PixelSSLError
+from pixelssl.inpaint.generator_file import load_generator as load_generator  # re-exported: the CLI and server use it
+from pixelssl.inpaint.hole_regions import MAX_HOLES as MAX_HOLES  # re-exported: the tests import it from here
+from pixelssl.inpaint.hole_regions import Region as Region  # re-exported: the tests import it from here
+from pixelssl.inpaint.hole_regions import fill_regions
 from pixelssl.inpaint.images import to_signed, to_unit
 from pixelssl.inpaint.masks import load_mask
 from pixelssl.inpaint.networks import InpaintGenerator
-from pixelssl.inpaint.train import build_generator
 from pixelssl.io import atomic_write
-from pixelssl.models.safe_load import load_torch
 
 log = logging.getLogger(__name__)
 
 GRID = 8  # two stride-2 convs, then contextual attention's rate 2
 STRATEGIES = ("auto", "crop", "whole")
 WORKING_SIZE = 512  # longest side of the crops the generator sees with strategy crop (release: trained at 256 px)
-MIN_MARGIN = 32  # context around a hole's box on each side, at least (the margin is half the box's longer side)
-MAX_HOLES = 256  # more holes than this: strategy crop fills one crop around all of them (fill_regions)
 PNG_COMPRESS_LEVEL = 1  # zlib level of written PNGs: a 4096 x 3072 result in 1.5 s instead of 4.2 s (PIL's 6)
-
-
-class WeightsError(PixelSSLError):
-    """A weights file that is missing or is not an inpainting generator."""
-
-
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> InpaintGenerator:
-    """A generator from ``generator.safetensors`` (config in its metadata) or a training checkpoint (``.pt``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file '{path}' does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                meta = handle.metadata() or {}
-                state = {k: handle.get_tensor(k) for k in handle.keys()}
-            if "pixelssl_inpaint" not in meta:
-                raise WeightsError(f"'{path}' has no pixelssl_inpaint metadata; is it an inpainting generator?")
-            model_cfg = json.loads(meta["pixelssl_inpaint"])
-        else:
-            checkpoint = load_torch(path)  # weights_only; a file holding pickled code is refused, saying why
-            if not isinstance(checkpoint, dict) or "generator" not in checkpoint:
-                raise WeightsError(f"'{path}' is not an inpainting checkpoint (no 'generator' entry)")
-            model_cfg, state = checkpoint["config"]["model"], checkpoint["generator"]
-    except (WeightsError, WeightsFileError):
-        raise
-    except Exception as exc:  # corrupt files surface as many exception types
-        raise WeightsError(f"cannot read weights '{path}': {_first_line(exc)}") from exc
-    return _described_generator(path, model_cfg, state).to(device).eval()
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-
-
-def _described_generator(path: Path, model_cfg: object, state: object) -> InpaintGenerator:
-    """The generator the config stored with the weights describes, loaded with them: the config is range-checked as
-    ``model.*`` keys and the tensors' names and shapes compared on the meta device first, so a damaged or hostile
-    file is a one-line error and a config naming a huge model allocates nothing."""
-    if not isinstance(model_cfg, dict):
-        raise WeightsError(f"'{path}': the generator config stored with the weights is a {type(model_cfg).__name__}, "
-                           "not a mapping of model.* keys")
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
-        raise WeightsError(f"'{path}': the generator weights are not a mapping of names to tensors")
-    from pixelssl.config import ConfigError, load_config, schema_keys
-    from pixelssl.inpaint.config import InpaintConfig
-    from pixelssl.inpaint.train import LEGACY_MODEL_KEYS
-
-    known = {key.removeprefix("model.") for key in schema_keys(InpaintConfig) if key.startswith("model.")}
-    built = {**LEGACY_MODEL_KEYS, **{k: v for k, v in model_cfg.items() if k in known}}
-    try:
-        load_config(InpaintConfig, base={"model": built})
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in build_generator(model_cfg).state_dict().items()}
-    except (ConfigError, TypeError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"weights '{path}' describe a generator pixelssl cannot build: {_first_line(exc)}") from exc
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
-    wrong = [k for k in expected if k in shapes and shapes[k] != expected[k]]
-    if wrong or missing or unexpected:
-        detail = (f"'{wrong[0]}' has shape {shapes[wrong[0]]}, the generator {expected[wrong[0]]}" if wrong
-                  else f"missing {len(missing)} tensors, e.g. '{missing[0]}'" if missing
-                  else f"{len(unexpected)} unexpected tensors, e.g. '{unexpected[0]}'")
-        raise WeightsError(f"weights '{path}' do not match the generator they describe: {detail}")
-    generator = build_generator(model_cfg)
-    try:
-        generator.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:  # e.g. a tensor of a dtype that does not copy
-        raise WeightsError(f"weights '{path}' do not match the generator they describe: {_first_line(exc)}") from exc
-    return generator
 
 
 def pad_to_multiple(x: Tensor, multiple: int = GRID) -> Tensor:
@@ -168,83 +96,6 @@ def resolve_strategy(strategy: str, height: int, width: int, working_size: int =
     if strategy == "auto":
         return "crop" if max(height, width) > working_size else "whole"
     return strategy
-
-
-@dataclass(frozen=True)
-class Region:
-    """A crop of the image, rows [top, bottom) and columns [left, right), around one hole or a group of holes."""
-
-    top: int
-    left: int
-    bottom: int
-    right: int
-
-    @property
-    def height(self) -> int:
-        return self.bottom - self.top
-
-    @property
-    def width(self) -> int:
-        return self.right - self.left
-
-    def of(self, x: Tensor) -> Tensor:
-        """The crop of an (..., H, W) tensor (a view)."""
-        return x[..., self.top:self.bottom, self.left:self.right]
-
-
-def hole_boxes(hole: Tensor) -> list[Region]:
-    """Bounding boxes of the 8-connected components of a bool (H, W) hole, in OpenCV's label order."""
-    _, _, stats, _ = cv2.connectedComponentsWithStats(hole.numpy().astype(np.uint8), connectivity=8)
-    return [Region(int(y), int(x), int(y + h), int(x + w)) for x, y, w, h, _ in stats[1:]]
-
-
-def context_box(box: Region, height: int, width: int, min_margin: int = MIN_MARGIN) -> Region:
-    """The crop around a hole's box: a margin of half the box's longer side (>= min_margin) each side, clipped."""
-    margin = max(min_margin, math.ceil(max(box.height, box.width) / 2))
-    return Region(max(box.top - margin, 0), max(box.left - margin, 0), min(box.bottom + margin, height),
-                  min(box.right + margin, width))
-
-
-def _groups(overlap: np.ndarray) -> list[list[int]]:
-    """Connected components of a symmetric boolean adjacency matrix, as lists of indices."""
-    seen = np.zeros(len(overlap), bool)
-    groups = []
-    for start in range(len(overlap)):
-        if seen[start]:
-            continue
-        seen[start], group, frontier = True, [start], [start]
-        while frontier:
-            found = np.flatnonzero(overlap[frontier].any(axis=0) & ~seen)
-            seen[found] = True
-            group += found.tolist()
-            frontier = found.tolist()
-        groups.append(sorted(group))
-    return groups
-
-
-def fill_regions(hole: Tensor, min_margin: int = MIN_MARGIN) -> list[Region]:
-    """The crops of strategy ``crop`` for a bool (H, W) hole: one per hole, holes whose crops overlap merged.
-
-    Merged holes get one crop around the bounding box of their union; merging repeats until no two crops overlap,
-    so every hole pixel lies in exactly one crop and no crop holds pixels of another crop's holes. A mask of more
-    than ``MAX_HOLES`` holes (speckles, a dithered mask) gets one crop around all of them: the overlap test is
-    quadratic in the number of holes (a 5% speckled 4096 x 3072 mask has ~600k of them).
-    """
-    height, width = hole.shape
-    boxes = hole_boxes(hole)
-    if len(boxes) > MAX_HOLES:
-        boxes = [Region(min(b.top for b in boxes), min(b.left for b in boxes), max(b.bottom for b in boxes),
-                        max(b.right for b in boxes))]
-    while True:
-        crops = [context_box(b, height, width, min_margin) for b in boxes]
-        c = np.array([[r.top, r.left, r.bottom, r.right] for r in crops]).reshape(-1, 4)
-        overlap = ((c[:, None, 0] < c[None, :, 2]) & (c[None, :, 0] < c[:, None, 2])
-                   & (c[:, None, 1] < c[None, :, 3]) & (c[None, :, 1] < c[:, None, 3]))
-        groups = _groups(overlap)
-        if len(groups) == len(boxes):
-            return crops
-        boxes = [Region(min(boxes[i].top for i in g), min(boxes[i].left for i in g),
-                        max(boxes[i].bottom for i in g), max(boxes[i].right for i in g)) for g in groups]
 
 
 def _fill_crop(generator: InpaintGenerator, image: Tensor, hole: Tensor, working_size: int,

@@ -1,13 +1,10 @@
 """Reading a TensorFlow checkpoint (a V2 "tensor bundle") without TensorFlow.
 
-A bundle is ``PREFIX.index`` plus ``PREFIX.data-00000-of-0000N``. The index is a LevelDB table (SSTable) mapping
-tensor names to ``BundleEntryProto`` (dtype, shape, shard, offset, size, crc32c) and the key ``""`` to a
-``BundleHeaderProto`` (number of shards, endianness, version); the data files hold the raw tensor bytes. The
-layouts followed here are TensorFlow's ``core/lib/io/format.cc`` / ``table_builder.cc`` (the SSTable: data blocks of
-prefix-compressed entries with restart points, a metaindex block, an index block, a 48-byte footer ending in the
-magic ``0xdb4775248b80fb57``; every block followed by a type byte and a masked crc32c) and
-``core/util/tensor_bundle/tensor_bundle.cc`` + ``core/protobuf/tensor_bundle.proto`` (the entries; their crc32c is
-masked too). TensorFlow writes the index uncompressed; Snappy-compressed blocks are refused in one line.
+A bundle is ``PREFIX.index`` plus ``PREFIX.data-00000-of-0000N``. The index is a LevelDB table (SSTable, read by
+``tf_index_format``) mapping tensor names to ``BundleEntryProto`` (dtype, shape, shard, offset, size, crc32c) and
+the key ``""`` to a ``BundleHeaderProto`` (number of shards, endianness, version); the data files hold the raw
+tensor bytes. The entries follow TensorFlow's ``core/util/tensor_bundle/tensor_bundle.cc`` +
+``core/protobuf/tensor_bundle.proto`` (their crc32c is masked, ``pixelssl.inpaint.crc32c``).
 
 Example::
 
@@ -17,20 +14,17 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pixelssl.errors import WeightsFileError
+from pixelssl.inpaint.crc32c import crc32c, unmask_crc
+from pixelssl.inpaint.crc32c import mask_crc as mask_crc  # re-exported: the tests import it from here
+from pixelssl.inpaint.tf_index_format import proto_fields, read_table, signed64
 
-TABLE_MAGIC = 0xDB4775248B80FB57
-FOOTER_SIZE = 48  # two BlockHandles padded to 40 bytes, then the 8-byte magic
-BLOCK_TRAILER_SIZE = 5  # compression type byte + masked crc32c of (block contents + type byte)
-NO_COMPRESSION, SNAPPY_COMPRESSION = 0, 1
 HEADER_KEY = ""
 
 # TensorFlow's DataType enum (types.proto) -> numpy dtype, for the dtypes whose bytes are a plain array.
@@ -45,126 +39,7 @@ DTYPE_NAMES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6
                19: "float16", 20: "resource", 21: "variant", 22: "uint32", 23: "uint64"}
 
 
-# --- crc32c (Castagnoli), as TensorFlow and LevelDB checksum blocks and tensors --------------------------------
-
-CRC32C_POLY = 0x82F63B78  # reflected 0x1EDC6F41
-MASK_DELTA = 0xA282EAD8
-
-
-def _crc_table() -> np.ndarray:
-    table = np.arange(256, dtype=np.uint32)
-    for _ in range(8):
-        table = np.where(table & 1, (table >> 1) ^ np.uint32(CRC32C_POLY), table >> 1).astype(np.uint32)
-    return table
-
-
-CRC_TABLE = _crc_table()
-_CRC_TABLE_LIST = CRC_TABLE.tolist()
-
-
-def _crc_bytes(crc: int, data: bytes | memoryview) -> int:
-    """Raw (no pre/post inversion) reflected crc32c update, one byte at a time: for short inputs and tails."""
-    table = _CRC_TABLE_LIST
-    for byte in bytes(data):
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
-@functools.cache
-def _zero_shift_tables(length: int) -> tuple[list[int], ...]:
-    """The linear map "append ``length`` zero bytes" on raw crc states, as 4 byte-indexed lookup tables."""
-    basis = np.uint32(1) << np.arange(32, dtype=np.uint32)  # (32,) one state per bit
-    for _ in range(length):
-        basis = CRC_TABLE[basis & 0xFF] ^ (basis >> 8)
-    bits = ((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1).astype(bool)  # (256, 8)
-    return tuple(np.bitwise_xor.reduce(np.where(bits, basis[None, 8 * k:8 * k + 8], np.uint32(0)), axis=1).tolist()
-                 for k in range(4))
-
-
-def crc32c(data: bytes | bytearray | memoryview | np.ndarray, crc: int = 0) -> int:
-    """crc32c of ``data`` (continuing ``crc``, a finished checksum), table-driven and vectorised over lanes:
-    the data is cut into lanes of equal length whose crcs numpy advances together one byte column at a time; the
-    lanes are then folded in order, shifting the running state by one lane of zero bytes (crc is linear).
-    About 100 MB/s (one core); a byte-at-a-time loop in Python manages about 5 MB/s."""
-    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
-    state = crc ^ 0xFFFFFFFF
-    lane_bytes = 256 if buf.size < 1 << 22 else 2048  # fewer numpy calls for small tensors, fewer lanes for large
-    lanes = buf.size // lane_bytes
-    if lanes >= 16:
-        columns = np.ascontiguousarray(buf[:lanes * lane_bytes].reshape(lanes, lane_bytes).T)  # (lane_bytes, lanes)
-        states = np.zeros(lanes, dtype=np.uint32)
-        states[0] = state
-        for column in columns:
-            states = CRC_TABLE[(states ^ column) & 0xFF] ^ (states >> 8)
-        s0, s1, s2, s3 = _zero_shift_tables(lane_bytes)
-        state = 0
-        for lane_state in states.tolist():  # state(A || B) = shift(state(A), len(B)) ^ state_from_zero(B)
-            state = (s0[state & 0xFF] ^ s1[(state >> 8) & 0xFF] ^ s2[(state >> 16) & 0xFF]
-                     ^ s3[state >> 24] ^ lane_state)
-        buf = buf[lanes * lane_bytes:]
-    return _crc_bytes(state, buf.tobytes()) ^ 0xFFFFFFFF
-
-
-def mask_crc(crc: int) -> int:
-    """TensorFlow / LevelDB ``crc32c::Mask``: rotate right by 15 bits and add a constant (stored checksums)."""
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF
-
-
-def unmask_crc(masked: int) -> int:
-    rot = (masked - MASK_DELTA) & 0xFFFFFFFF
-    return ((rot >> 17) | (rot << 15)) & 0xFFFFFFFF
-
-
-# --- protobuf wire format (only what the bundle protos use) ---------------------------------------------------
-
-def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A base-128 varint at ``pos``: (value, position after it)."""
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def signed64(value: int) -> int:
-    """A varint-encoded int32/int64 field as a signed number (negatives are ten-byte two's complement)."""
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def proto_fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """(field number, wire type, value) of each field: int for varint / fixed32 / fixed64, bytes for length-delimited."""
-    pos = 0
-    while pos < len(buf):
-        tag, pos = read_varint(buf, pos)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, pos = read_varint(buf, pos)
-        elif wire == 1:
-            if pos + 8 > len(buf):
-                raise ValueError("truncated fixed64")
-            value, pos = int.from_bytes(buf[pos:pos + 8], "little"), pos + 8
-        elif wire == 2:
-            length, pos = read_varint(buf, pos)
-            if pos + length > len(buf):
-                raise ValueError("truncated length-delimited field")
-            value, pos = bytes(buf[pos:pos + length]), pos + length
-        elif wire == 5:
-            if pos + 4 > len(buf):
-                raise ValueError("truncated fixed32")
-            value, pos = int.from_bytes(buf[pos:pos + 4], "little"), pos + 4
-        else:
-            raise ValueError(f"unsupported wire type {wire} (field {number})")
-        if number == 0:
-            raise ValueError("field number 0")
-        yield number, wire, value
-
+# --- the index entries (tensor_bundle.proto) -----------------------------------------------------------------
 
 @dataclass(frozen=True)
 class BundleHeader:
@@ -241,80 +116,6 @@ def _parse_shape(buf: bytes) -> tuple[int, ...]:
     if any(d < 0 for d in dims):
         raise ValueError(f"shape {dims} has unknown dimensions")
     return tuple(dims)
-
-
-# --- the SSTable ---------------------------------------------------------------------------------------------
-
-def _block_handle(buf: bytes, pos: int) -> tuple[tuple[int, int], int]:
-    offset, pos = read_varint(buf, pos)
-    size, pos = read_varint(buf, pos)
-    return (offset, size), pos
-
-
-def _read_block(table: bytes, handle: tuple[int, int], path: Path, what: str) -> bytes:
-    """A block's contents after checking its bounds, its trailer's masked crc32c and its compression type."""
-    offset, size = handle
-    if offset + size + BLOCK_TRAILER_SIZE > len(table) - FOOTER_SIZE:
-        raise WeightsFileError(f"'{path}' is truncated or corrupt: its {what} block [{offset}, {offset + size}) "
-                               f"lies outside the file ({len(table)} bytes)")
-    contents = table[offset:offset + size]
-    kind = table[offset + size]
-    stored = int.from_bytes(table[offset + size + 1:offset + size + 5], "little")
-    if unmask_crc(stored) != crc32c(table[offset:offset + size + 1]):
-        raise WeightsFileError(f"'{path}' is corrupt: the checksum of its {what} block at byte {offset} does not match")
-    if kind == SNAPPY_COMPRESSION:
-        raise WeightsFileError(f"'{path}' has a Snappy-compressed {what} block, which pixelssl does not read "
-                               "(TensorFlow writes checkpoint indexes uncompressed; re-save it with TensorFlow)")
-    if kind != NO_COMPRESSION:
-        raise WeightsFileError(f"'{path}' has a {what} block of unknown compression type {kind}")
-    return contents
-
-
-def block_entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) of each entry of a block: shared-prefix length, rest length, value length (varints), rest, value;
-    the restart array (uint32 offsets) and its count end the block."""
-    if len(block) < 4:
-        raise ValueError("block shorter than its restart count")
-    num_restarts = int.from_bytes(block[-4:], "little")
-    limit = len(block) - 4 - 4 * num_restarts
-    if num_restarts == 0 or limit < 0:
-        raise ValueError(f"block with {num_restarts} restart points")
-    pos, key = 0, b""
-    while pos < limit:
-        shared, pos = read_varint(block, pos)
-        non_shared, pos = read_varint(block, pos)
-        value_length, pos = read_varint(block, pos)
-        if shared > len(key) or pos + non_shared + value_length > limit:
-            raise ValueError("block entry out of bounds")
-        key = key[:shared] + block[pos:pos + non_shared]
-        pos += non_shared
-        yield key, block[pos:pos + value_length]
-        pos += value_length
-
-
-def read_table(path: str | Path) -> list[tuple[bytes, bytes]]:
-    """Every (key, value) of a LevelDB-format table file, in file order (TensorFlow's checkpoint ``.index``)."""
-    path = Path(path)
-    table = path.read_bytes()
-    if len(table) < FOOTER_SIZE:
-        raise WeightsFileError(f"'{path}' is not a TensorFlow checkpoint index: {len(table)} bytes, shorter than "
-                               f"a table footer ({FOOTER_SIZE})")
-    footer = table[-FOOTER_SIZE:]
-    magic = int.from_bytes(footer[-8:], "little")
-    if magic != TABLE_MAGIC:
-        raise WeightsFileError(f"'{path}' is not a TensorFlow checkpoint index: bad magic number 0x{magic:016x} "
-                               f"(expected 0x{TABLE_MAGIC:016x})")
-    try:
-        _metaindex, pos = _block_handle(footer, 0)
-        index_handle, _ = _block_handle(footer, pos)
-        index = _read_block(table, index_handle, path, "index")
-        entries = []
-        for _, handle_bytes in block_entries(index):
-            handle, _ = _block_handle(handle_bytes, 0)
-            entries += block_entries(_read_block(table, handle, path, "data"))
-    except ValueError as exc:
-        raise WeightsFileError(f"'{path}' is corrupt: {exc}") from exc
-    return entries
 
 
 # --- the bundle ----------------------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ def test_demo_cli_rejects_unknown_method(tmp_path, capsys):
 def test_demo_controls_are_the_untrained_start_of_each_initialisation_in_use():
     import torch
 
-    from pixelssl.config import PretrainConfig, load_config
     from pixelssl.cli.demo import untrained_controls
+    from pixelssl.config import PretrainConfig, load_config
     from pixelssl.engine.runtime import seed_everything
     from pixelssl.methods import build_method
 

@@ -22,7 +22,7 @@ from pixelssl.engine.distributed import launched_world_size, process_group
 from pixelssl.errors import PixelSSLError
 from pixelssl.evaluate.metrics import jsonable
 from pixelssl.evaluate.source import resolve_backbone, run_directory
-from pixelssl.evaluate.splits import SyntheticEvalConfig, classification_data, segmentation_data
+from pixelssl.evaluate.splits import SyntheticEvalSection, classification_data, segmentation_data
 from pixelssl.export.importers import IMPORT_FORMATS
 from pixelssl.io import atomic_write
 
@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """Protocol overrides and ``synthetic.*`` overrides (prefix removed)."""
+    """Protocol overrides and ``synthetic.*`` overrides."""
     own = [o for o in overrides if not o.startswith("synthetic.")]
-    synthetic = [o[len("synthetic."):] for o in overrides if o.startswith("synthetic.")]
+    synthetic = [o for o in overrides if o.startswith("synthetic.")]
     return own, synthetic
 
 
@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace, kind: str, schema: type,
     if getattr(args, "head", None):
         own.append(f"head={args.head}")
     cfg = load_config(schema, args.config, own)
-    synthetic = load_config(SyntheticEvalConfig, None, synthetic_overrides)
+    synthetic = load_config(SyntheticEvalSection, None, synthetic_overrides).synthetic
     if not distributed and launched_world_size() > 1:
         raise PixelSSLError(f"{kind} runs in one process; start it without torchrun (finetune-seg and finetune-det "
                             "train distributed)")

@@ -84,19 +84,18 @@ class ImageFolderDataset:
 
 @dataclass
 class ClsProbeConfig(LinearFitConfig):
-    epochs: int = opt(100, "passes over the training images")
-    batch_size: int = opt(256, "images per optimisation step (feature extraction uses extract_batch_size)")
-    lr: float = opt(0.01, "peak learning rate; cosine decay to 0 over training")
-    resize: int = opt(256, "resize the shorter side to this many pixels before the centre crop")
-    crop: int = opt(224, "side of the centre crop fed to the backbone")
-    extract_batch_size: int = opt(64, "images per frozen-backbone forward pass")
+    epochs: int = opt(100, "passes over the training images", ge=1)
+    batch_size: int = opt(256, "images per optimisation step (feature extraction uses extract_batch_size)", ge=1)
+    lr: float = opt(0.01, "peak learning rate; cosine decay to 0 over training", gt=0)
+    resize: int = opt(256, "resize the shorter side to this many pixels before the centre crop (>= crop)")
+    crop: int = opt(224, "side of the centre crop fed to the backbone", ge=32)
+    extract_batch_size: int = opt(64, "images per frozen-backbone forward pass", ge=1)
 
 
 def _validate(cfg: ClsProbeConfig) -> None:
+    """The checks a key's declared bounds cannot express (run after them): levels, resize against crop."""
     validate_linear_fit(cfg)
-    require(cfg.crop >= 32, "crop", f"must be >= 32 (got {cfg.crop})")
     require(cfg.resize >= cfg.crop, "resize", f"must be >= crop ({cfg.crop}), got {cfg.resize}")
-    require(cfg.extract_batch_size >= 1, "extract_batch_size", "must be >= 1")
 
 
 register_validator(ClsProbeConfig, _validate)

@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from pixelssl.config import validate as check_declared
 from pixelssl.errors import DataError
 
 
@@ -76,8 +77,10 @@ def class_names(dataset: Any) -> list[str]:
 
 
 def typed_config(config: Any, schema: type, validate: Callable[[Any], None]) -> Any:
-    """A validated typed OmegaConf config from None (defaults), a dataclass instance or an OmegaConf object."""
+    """A validated typed OmegaConf config from None (defaults), a dataclass instance or an OmegaConf object: the
+    keys' declared bounds and choices (``config.validate``), then the schema's own ``validate`` (several keys)."""
     cfg = OmegaConf.structured(schema if config is None else config)
+    check_declared(cfg)
     validate(cfg)
     return cfg
 

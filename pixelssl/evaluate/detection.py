@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from pixelssl.config import choice, opt, register_validator, require
+from pixelssl.config import opt, register_validator, require
 from pixelssl.data.loader import sample_seed
 from pixelssl.dist import all_gather_objects, all_reduce_mean, rank_world
 from pixelssl.engine.distributed import shard_batches, shard_indices, wrap_for_finetuning
@@ -56,63 +56,54 @@ MODEL_KEYS = ("model", "norm", "trainable_layers", "min_size", "max_size", "anch
 
 @dataclass
 class DetectionConfig:
-    model: str = opt("fcos", "fcos | faster_rcnn | mask_rcnn (torchvision, R-FPN)")
+    model: str = opt("fcos", "torchvision detector on the backbone (R-FPN)", choices=MODELS)
     norm: str = opt("frozen", "backbone norm layers: frozen (FrozenBN: pre-trained statistics and affine kept) | "
-                              "sync (SyncBatchNorm when distributed, else BatchNorm) | bn (BatchNorm per process)")
-    trainable_layers: int = opt(3, "backbone stages trained, from the top (0-5; 3 = layer2-4, 5 = all incl. the "
-                                   "stem); the others are frozen, with FrozenBN")
-    fpn_channels: int = opt(0, "FPN width (0 = the width of a loaded fpn.safetensors, else 256)")
+                              "sync (SyncBatchNorm when distributed, else BatchNorm) | bn (BatchNorm per process)",
+                    choices=NORMS)
+    trainable_layers: int = opt(3, "backbone stages trained, from the top (3 = layer2-4, 5 = all incl. the stem); "
+                                   "the others are frozen, with FrozenBN", ge=0, le=5)
+    fpn_channels: int = opt(0, "FPN width (0 = the width of a loaded fpn.safetensors, else 256)", ge=0)
     fpn_init: bool = opt(True, "load <run>/fpn.safetensors into the detector's FPN when the backbone run has one")
-    min_size: int = opt(800, "images are resized so the shorter side is min_size ...")
+    min_size: int = opt(800, "images are resized so the shorter side is min_size (<= max_size) ...", ge=32)
     max_size: int = opt(1333, "... and the longer side at most max_size (torchvision's transform)")
     anchor_sizes: list = opt([], "one anchor size in px per FPN level, 5 values (empty = torchvision's: 32-512 for "
                                  "the R-CNN RPN, 8-128 for FCOS)")
-    score_thresh: float = opt(0.05, "detections below this score are dropped before evaluation")
-    detections_per_image: int = opt(100, "detections kept per image (COCO evaluates the top 100)")
+    score_thresh: float = opt(0.05, "detections below this score are dropped before evaluation", ge=0, lt=1)
+    detections_per_image: int = opt(100, "detections kept per image (COCO evaluates the top 100)", ge=1)
     roi_batch_size: int = opt(512, "Faster / Mask R-CNN: RoIs sampled per image for the box head (torchvision's "
-                                   "512; 128 is plenty for a few objects per image and several times cheaper)")
-    steps: int = opt(2000, "optimiser steps")
-    batch_size: int = opt(8, "images per step, over all processes when distributed")
-    lr: float = opt(0.01, "peak learning rate (the 1x schedule uses 0.02 at batch 16)")
-    momentum: float = opt(0.9, "SGD momentum")
-    weight_decay: float = opt(1e-4, "weight decay")
-    schedule: str = opt("step", "step (x0.1 at each of lr_milestones) | cosine (to 0 at the last step)")
+                                   "512; 128 is plenty for a few objects per image and several times cheaper)", ge=1)
+    steps: int = opt(2000, "optimiser steps", ge=1)
+    batch_size: int = opt(8, "images per step, over all processes when distributed (norm=sync or bn: >= 2)", ge=1)
+    lr: float = opt(0.01, "peak learning rate (the 1x schedule uses 0.02 at batch 16)", gt=0)
+    momentum: float = opt(0.9, "SGD momentum", ge=0, lt=1)
+    weight_decay: float = opt(1e-4, "weight decay", ge=0)
+    schedule: str = opt("step", "step (x0.1 at each of lr_milestones) | cosine (to 0 at the last step)",
+                        choices=("step", "cosine"))
     lr_milestones: list = opt([0.667, 0.889], "step schedule: fractions of steps where lr drops 10x (1x: 60k, 80k "
                                               "of 90k)")
-    warmup_steps: int = opt(100, "linear warm-up steps from warmup_factor x lr")
-    warmup_factor: float = opt(0.001, "lr multiplier at step 0 of the warm-up")
-    clip_grad_norm: float = opt(0.0, "clip the gradient norm to this value (0 = off)")
-    hflip: float = opt(0.5, "probability of flipping a training image horizontally")
-    eval_batch_size: int = opt(4, "images per inference batch")
+    warmup_steps: int = opt(100, "linear warm-up steps from warmup_factor x lr (fewer than steps)", ge=0)
+    warmup_factor: float = opt(0.001, "lr multiplier at step 0 of the warm-up", gt=0, le=1)
+    clip_grad_norm: float = opt(0.0, "clip the gradient norm to this value (0 = off)", ge=0)
+    hflip: float = opt(0.5, "probability of flipping a training image horizontally", ge=0, le=1)
+    eval_batch_size: int = opt(4, "images per inference batch", ge=1)
     amp: bool = opt(True, "bf16 autocast on GPUs that support it (CPU always runs fp32)")
-    num_workers: int = opt(0, "data-loader worker processes (0 = load in the training process)")
-    log_every: int = opt(20, "steps between logged training losses")
+    num_workers: int = opt(0, "data-loader worker processes (0 = load in the training process)", ge=0)
+    log_every: int = opt(20, "steps between logged training losses", ge=1)
     seed: int = opt(0, "seed of head initialisation, batch order and flips")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
-    threads: int = opt(0, "torch CPU threads (0 = leave torch's default)")
+    threads: int = opt(0, "torch CPU threads (0 = leave torch's default)", ge=0)
 
 
 def _validate(cfg: DetectionConfig) -> None:
-    choice(cfg.model, "model", MODELS)
-    choice(cfg.norm, "norm", NORMS)
-    choice(cfg.schedule, "schedule", ("step", "cosine"))
-    for key in ("steps", "batch_size", "detections_per_image", "roi_batch_size", "eval_batch_size", "log_every"):
-        require(getattr(cfg, key) >= 1, key, f"must be >= 1 (got {getattr(cfg, key)})")
-    for key in ("fpn_channels", "weight_decay", "clip_grad_norm", "num_workers", "threads"):
-        require(getattr(cfg, key) >= 0, key, f"must be >= 0 (got {getattr(cfg, key)})")
-    require(0 <= cfg.trainable_layers <= 5, "trainable_layers", f"must be in 0..5 (got {cfg.trainable_layers})")
-    require(32 <= cfg.min_size <= cfg.max_size, "min_size", "must be >= 32 and <= max_size")
-    require(len(cfg.anchor_sizes) in (0, 5) and all(int(s) >= 1 for s in cfg.anchor_sizes), "anchor_sizes",
-            f"must be empty or 5 sizes >= 1, one per FPN level (got {list(cfg.anchor_sizes)})")
-    require(0 <= cfg.score_thresh < 1, "score_thresh", "must be in [0, 1)")
-    require(cfg.lr > 0, "lr", "must be > 0")
-    require(0 <= cfg.momentum < 1, "momentum", "must be in [0, 1)")
-    require(all(0 < m < 1 for m in cfg.lr_milestones), "lr_milestones", "fractions must be in (0, 1)")
-    require(0 <= cfg.warmup_steps < cfg.steps, "warmup_steps", "must be in [0, steps)")
-    require(0 < cfg.warmup_factor <= 1, "warmup_factor", "must be in (0, 1]")
-    require(0 <= cfg.hflip <= 1, "hflip", "must be in [0, 1]")
+    """The checks a key's declared bounds cannot express (run after them): bounds set by another key, lists."""
+    require(cfg.min_size <= cfg.max_size, "min_size", f"must be <= max_size ({cfg.max_size}) (got {cfg.min_size})")
+    require(cfg.warmup_steps < cfg.steps, "warmup_steps", f"must be < steps ({cfg.steps}) (got {cfg.warmup_steps})")
     require(cfg.norm == "frozen" or cfg.batch_size >= 2, "batch_size",
             f"norm={cfg.norm} needs >= 2 images per step for batch statistics")
+    require(len(cfg.anchor_sizes) in (0, 5) and all(int(s) >= 1 for s in cfg.anchor_sizes), "anchor_sizes",
+            f"must be empty or 5 sizes >= 1, one per FPN level (got {list(cfg.anchor_sizes)})")
+    require(all(0 < m < 1 for m in cfg.lr_milestones), "lr_milestones",
+            f"fractions must be in (0, 1) (got {list(cfg.lr_milestones)})")
 
 
 register_validator(DetectionConfig, _validate)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from pixelssl.config import choice, opt, register_validator, require, sub
+from pixelssl.config import opt, register_validator, require, sub
 from pixelssl.data.loader import StepBatchSampler, steps_per_epoch
 from pixelssl.engine.schedules import cosine
 from pixelssl.errors import DataError
@@ -57,43 +57,37 @@ log = logging.getLogger(__name__)
 class LinearFitConfig:
     levels: list = opt(["c5"], "backbone levels fed to the probe (c2..c5); several are concatenated (after bilinear "
                                "resize to the finest one for dense probes)")
-    epochs: int = opt(30, "passes over the training images")
-    batch_size: int = opt(32, "images per optimisation step and per feature-extraction batch")
-    optimizer: str = opt("adamw", "adamw | sgd (momentum 0.9)")
-    lr: float = opt(0.05, "peak learning rate; cosine decay to 0 over training")
-    weight_decay: float = opt(1e-4, "weight decay of the classifier")
+    epochs: int = opt(30, "passes over the training images", ge=1)
+    batch_size: int = opt(32, "images per optimisation step and per feature-extraction batch", ge=1)
+    optimizer: str = opt("adamw", "adamw | sgd (momentum 0.9)", choices=("adamw", "sgd"))
+    lr: float = opt(0.05, "peak learning rate; cosine decay to 0 over training", gt=0)
+    weight_decay: float = opt(1e-4, "weight decay of the classifier", ge=0)
     seed: int = opt(0, "seed of the batch order (and augmentation); the classifier starts from zeros")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
     threads: int = opt(0, "torch CPU threads for feature extraction (0 = torch's default); on CPU the classifier "
-                          "trains on one thread, its tensors being too small to gain from more")
+                          "trains on one thread, its tensors being too small to gain from more", ge=0)
 
 
 def validate_linear_fit(cfg: LinearFitConfig) -> None:
-    """Range checks shared by the segmentation and classification probes."""
+    """The check shared by the segmentation and classification probes that a declared bound cannot express (a
+    list of level names; the keys' bounds are declared with them)."""
     require(len(cfg.levels) >= 1 and set(cfg.levels) <= {"c2", "c3", "c4", "c5"}, "levels",
             f"must be a non-empty list of c2, c3, c4, c5 (got {list(cfg.levels)})")
-    require(cfg.epochs >= 1, "epochs", "must be >= 1")
-    require(cfg.batch_size >= 1, "batch_size", "must be >= 1")
-    choice(cfg.optimizer, "optimizer", ("adamw", "sgd"))
-    require(cfg.lr > 0, "lr", "must be > 0")
-    require(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
-    require(cfg.threads >= 0, "threads", "must be >= 0")
 
 
 @dataclass
 class ProbeConfig(LinearFitConfig):
     image_size: int = opt(0, "resize images so the shorter side has this many pixels (0 = native size); "
-                             "metrics are always computed at the labels' native resolution")
+                             "metrics are always computed at the labels' native resolution", ge=32, also=(0,))
     train_label_stride: int = opt(4, "train on every N-th label pixel per axis (logits sampled at the same pixels); "
-                                     "1 = full resolution")
+                                     "1 = full resolution", ge=1)
     augment: bool = opt(False, "random scale / crop / flip every step (no feature cache: much slower)")
     augmentation: JointAugmentConfig = sub(JointAugmentConfig, "joint image/label augmentation when augment=true")
 
 
 def _validate(cfg: ProbeConfig) -> None:
+    """The checks a key's declared bounds cannot express (run after them): levels, batch_size with augment, lists."""
     validate_linear_fit(cfg)
-    require(cfg.image_size == 0 or cfg.image_size >= 32, "image_size", f"must be 0 or >= 32 (got {cfg.image_size})")
-    require(cfg.train_label_stride >= 1, "train_label_stride", "must be >= 1")
     require(cfg.batch_size >= 2 or not cfg.augment, "batch_size", "must be >= 2 with augment (BatchNorm)")
     validate_augment(cfg.augmentation, "augmentation")
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from pixelssl.config import choice, opt, register_validator, require, sub
+from pixelssl.config import opt, register_validator, require, sub
 from pixelssl.data.loader import sample_seed
 from pixelssl.dist import all_reduce_mean, rank_world
 from pixelssl.engine.distributed import shard_batches, shard_indices, wrap_for_finetuning
@@ -58,59 +58,44 @@ MODEL_KEYS = ("head", "head_channels", "fpn_scale_channels", "fcn_convs", "outpu
 
 @dataclass
 class FinetuneConfig:
-    head: str = opt("fpn", "fcn (FCN on C5) | fpn (Semantic FPN on C2-C5)")
-    head_channels: int = opt(256, "width of the FCN convs / the FPN lateral and output convs")
-    fpn_scale_channels: int = opt(128, "fpn: width of the per-level upsampling branches")
-    fcn_convs: int = opt(2, "fcn: 3x3 conv-BN-ReLU layers before the input-concat conv")
+    head: str = opt("fpn", "fcn (FCN on C5) | fpn (Semantic FPN on C2-C5)", choices=HEADS)
+    head_channels: int = opt(256, "width of the FCN convs / the FPN lateral and output convs", ge=1)
+    fpn_scale_channels: int = opt(128, "fpn: width of the per-level upsampling branches", ge=1)
+    fcn_convs: int = opt(2, "fcn: 3x3 conv-BN-ReLU layers before the input-concat conv", ge=0)
     output_stride: int = opt(32, "ResNet output stride: 32 (plain), 16 or 8 (dilated last stages, as FCN in the "
-                                 "papers; much slower)")
-    dropout: float = opt(0.1, "dropout before the classifier")
-    steps: int = opt(2000, "optimiser steps")
-    batch_size: int = opt(8, "images per step, over all processes when distributed")
-    optimizer: str = opt("sgd", "sgd (momentum 0.9) | adamw")
-    lr: float = opt(0.01, "peak learning rate")
-    backbone_lr_mult: float = opt(1.0, "learning-rate multiplier of the backbone (the head gets lr)")
-    weight_decay: float = opt(5e-4, "weight decay")
-    schedule: str = opt("poly", "poly (power 0.9) | cosine; both decay to 0 at the last step")
-    warmup_steps: int = opt(0, "linear warm-up steps from 0")
+                                 "papers; much slower)", choices=(8, 16, 32))
+    dropout: float = opt(0.1, "dropout before the classifier", ge=0, lt=1)
+    steps: int = opt(2000, "optimiser steps", ge=1)
+    batch_size: int = opt(8, "images per step, over all processes when distributed (BatchNorm needs >= 2)", ge=2)
+    optimizer: str = opt("sgd", "sgd (momentum 0.9) | adamw", choices=("sgd", "adamw"))
+    lr: float = opt(0.01, "peak learning rate", gt=0)
+    backbone_lr_mult: float = opt(1.0, "learning-rate multiplier of the backbone (the head gets lr)", ge=0)
+    weight_decay: float = opt(5e-4, "weight decay", ge=0)
+    schedule: str = opt("poly", "poly (power 0.9) | cosine; both decay to 0 at the last step", choices=("poly", "cosine"))
+    warmup_steps: int = opt(0, "linear warm-up steps from 0 (fewer than steps)", ge=0)
     image_size: int = opt(0, "resize images so the shorter side has this many pixels before augmentation and "
-                             "inference (0 = native); metrics are always at the labels' native resolution")
+                             "inference (0 = native); metrics are always at the labels' native resolution",
+                          ge=32, also=(0,))
     augmentation: JointAugmentConfig = sub(JointAugmentConfig, "random scale / crop / flip of the training pairs")
-    inference: str = opt("whole", "whole (one pass per image) | slide (windows of augmentation.crop_size)")
+    inference: str = opt("whole", "whole (one pass per image) | slide (windows of augmentation.crop_size)",
+                         choices=("whole", "slide"))
     slide_stride: list = opt([171, 171], "slide inference: window step [height, width] in pixels")
     sync_bn: bool = opt(True, "synchronise BatchNorm over processes when distributed (SyncBatchNorm on GPUs, gloo on CPU)")
     amp: bool = opt(True, "bf16 autocast on GPUs that support it (CPU always runs fp32)")
-    num_workers: int = opt(0, "data-loader worker processes (0 = load in the training process)")
-    log_every: int = opt(20, "steps between logged training losses")
-    eval_every: int = opt(0, "steps between validations during training (0 = only at the end)")
+    num_workers: int = opt(0, "data-loader worker processes (0 = load in the training process)", ge=0)
+    log_every: int = opt(20, "steps between logged training losses", ge=1)
+    eval_every: int = opt(0, "steps between validations during training (0 = only at the end)", ge=0)
     seed: int = opt(0, "seed of head initialisation, batch order and augmentation")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
-    threads: int = opt(0, "torch CPU threads (0 = leave torch's default)")
+    threads: int = opt(0, "torch CPU threads (0 = leave torch's default)", ge=0)
 
 
 def _validate(cfg: FinetuneConfig) -> None:
-    choice(cfg.head, "head", HEADS)
-    require(cfg.head_channels >= 1 and cfg.fpn_scale_channels >= 1, "head_channels", "widths must be >= 1")
-    require(cfg.fcn_convs >= 0, "fcn_convs", "must be >= 0")
-    require(cfg.output_stride in (8, 16, 32), "output_stride", f"must be 8, 16 or 32 (got {cfg.output_stride})")
-    require(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
-    require(cfg.steps >= 1, "steps", "must be >= 1")
-    require(cfg.batch_size >= 2, "batch_size", "must be >= 2 (BatchNorm needs more than one image)")
-    choice(cfg.optimizer, "optimizer", ("sgd", "adamw"))
-    require(cfg.lr > 0, "lr", "must be > 0")
-    require(cfg.backbone_lr_mult >= 0, "backbone_lr_mult", "must be >= 0")
-    require(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
-    choice(cfg.schedule, "schedule", ("poly", "cosine"))
-    require(0 <= cfg.warmup_steps < cfg.steps, "warmup_steps", "must be in [0, steps)")
-    require(cfg.image_size == 0 or cfg.image_size >= 32, "image_size", "must be 0 or >= 32")
+    """The checks a key's declared bounds cannot express (run after them): a bound set by another key, lists."""
+    require(cfg.warmup_steps < cfg.steps, "warmup_steps", f"must be < steps ({cfg.steps}) (got {cfg.warmup_steps})")
     validate_augment(cfg.augmentation, "augmentation")
-    choice(cfg.inference, "inference", ("whole", "slide"))
     require(len(cfg.slide_stride) == 2 and min(cfg.slide_stride) >= 1, "slide_stride",
             f"must be [height, width] with both >= 1 (got {list(cfg.slide_stride)})")
-    require(cfg.num_workers >= 0, "num_workers", "must be >= 0")
-    require(cfg.log_every >= 1, "log_every", "must be >= 1")
-    require(cfg.eval_every >= 0, "eval_every", "must be >= 0")
-    require(cfg.threads >= 0, "threads", "must be >= 0")
 
 
 register_validator(FinetuneConfig, _validate)

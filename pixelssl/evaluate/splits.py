@@ -1,6 +1,7 @@
 """The train / val splits that the evaluation protocols read: the built-in synthetic scenes or a user's folders.
 
-``SyntheticEvalConfig`` is the ``synthetic.*`` section of the probe and fine-tuning configs.
+``SyntheticEvalConfig`` is the ``synthetic.*`` section of the probe and fine-tuning commands (``SyntheticEvalSection``
+holds it, so that its keys are checked and named as ``synthetic.<key>``).
 """
 
 from __future__ import annotations
@@ -9,26 +10,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pixelssl.config import opt, register_validator, require, to_dict
+from pixelssl.config import opt, sub, to_dict
 from pixelssl.errors import DataError, PixelSSLError
 
 
 @dataclass
 class SyntheticEvalConfig:
-    train_images: int = opt(500, "scenes in the synthetic training split")
-    val_images: int = opt(200, "scenes in the synthetic validation split (never shared with training)")
-    size: int = opt(128, "side of each synthetic scene in pixels")
-    num_classes: int = opt(6, "object classes (labels 0..num_classes, 0 = background)")
+    train_images: int = opt(500, "scenes in the synthetic training split", ge=1)
+    val_images: int = opt(200, "scenes in the synthetic validation split (never shared with training)", ge=1)
+    size: int = opt(128, "side of each synthetic scene in pixels", ge=32)
+    num_classes: int = opt(6, "object classes (labels 0..num_classes, 0 = background)", ge=1, le=12)
     seed: int = opt(0, "seed of the scene generator")
 
 
-def _validate_synthetic(cfg: SyntheticEvalConfig) -> None:
-    require(cfg.train_images >= 1 and cfg.val_images >= 1, "synthetic.train_images", "both splits need >= 1 scene")
-    require(cfg.size >= 32, "synthetic.size", "must be >= 32")
-    require(1 <= cfg.num_classes <= 12, "synthetic.num_classes", "must be in 1..12")
+@dataclass
+class SyntheticEvalSection:
+    """The evaluation commands' ``synthetic.*`` overrides, loaded on their own (messages name the full key)."""
 
-
-register_validator(SyntheticEvalConfig, _validate_synthetic)
+    synthetic: SyntheticEvalConfig = sub(SyntheticEvalConfig, "built-in synthetic scenes (--data synthetic)")
 
 
 def segmentation_data(data: str, val: str | None, synthetic: SyntheticEvalConfig) -> tuple[Any, Any, dict[str, Any]]:

@@ -23,7 +23,7 @@ from pixelssl.evaluate.common import check_label, item_name
 class JointAugmentConfig:
     crop_size: list = opt([256, 256], "training crop [height, width] in pixels (void-padded when the image is smaller)")
     scale_range: list = opt([0.5, 2.0], "random rescale factor range [low, high] applied before cropping")
-    flip_prob: float = opt(0.5, "probability of a horizontal flip")
+    flip_prob: float = opt(0.5, "probability of a horizontal flip", ge=0, le=1)
 
 
 def scaled_size(height: int, width: int, shorter_side: int) -> tuple[int, int]:
@@ -111,10 +111,10 @@ class JointAugmentDataset(Dataset):
 
 
 def validate_augment(config: JointAugmentConfig, prefix: str) -> None:
-    """Range checks for a JointAugmentConfig section, naming keys under ``prefix``."""
+    """The checks of a JointAugmentConfig section that a declared bound cannot express (lists of two values),
+    naming keys under ``prefix``."""
     crop, scale = list(config.crop_size), list(config.scale_range)
     require(len(crop) == 2 and min(crop) >= 32, f"{prefix}.crop_size",
             f"must be [height, width] with both >= 32 (got {crop})")
     require(len(scale) == 2 and 0 < scale[0] <= scale[1], f"{prefix}.scale_range",
             f"must be [low, high] with 0 < low <= high (got {scale})")
-    require(0 <= config.flip_prob <= 1, f"{prefix}.flip_prob", f"must be in [0, 1] (got {config.flip_prob})")

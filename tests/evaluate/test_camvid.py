@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pixelssl.evaluate.splits import SyntheticEvalConfig, segmentation_data
 from pixelssl.evaluate.common import Subset
 from pixelssl.evaluate.probe import ProbeConfig, linear_probe
+from pixelssl.evaluate.splits import SyntheticEvalConfig, segmentation_data
 from pixelssl.models.backbones import build_backbone
 
 

@@ -105,6 +105,8 @@ def test_label_size_mismatch_is_one_line_naming_the_file(seg_folder, capsys):
     (["--data", "/no/such/folder"], "data folder /no/such/folder does not exist"),
     (["--data", "synthetic", "epoch=3"], "did you mean 'epochs'"),
     (["--data", "synthetic", "--val", "x"], "--val cannot be combined"),
+    (["--data", "synthetic", "synthetic.size=16"], "config key 'synthetic.size': must be >= 32 (got 16)"),
+    (["--data", "synthetic", "synthetic.sise=64"], "did you mean 'synthetic.size'"),
 ])
 def test_user_errors_are_one_line(argv, message, capsys):
     rc = main(["probe", "--backbone", "random", "--arch", "resnet18", *argv])

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from pixelssl.config import opt
 from pixelssl.config import validate as check_declared
+from pixelssl.dist import all_reduce_mean
 from pixelssl.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def select_device(name: str) -> torch.device:
@@ -83,6 +89,35 @@ def typed_config(config: Any, schema: type, validate: Callable[[Any], None]) -> 
     check_declared(cfg)
     validate(cfg)
     return cfg
+
+
+@dataclass
+class FinetuneRuntimeConfig:
+    """The keys every fine-tuning protocol shares: where it runs, its precision, loader and logging."""
+
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N")
+    threads: int = opt(0, "torch CPU threads (0 = leave torch's default)", ge=0)
+    amp: bool = opt(True, "bf16 autocast on GPUs that support it (CPU always runs fp32)")
+    num_workers: int = opt(0, "data-loader worker processes (0 = load in the training process)", ge=0)
+    log_every: int = opt(20, "steps between logged training losses", ge=1)
+
+
+class LossLog:
+    """A fine-tuning run's ``train_loss``: [step, mean loss] every ``every`` steps and at the last one, the mean
+    taken over the steps since the previous entry and over the processes; each entry is also logged."""
+
+    def __init__(self, every: int, total: int, label: str) -> None:
+        self.every, self.total, self.label = every, total, label
+        self.history: list[list[float]] = []
+        self._window: list[Tensor] = []
+
+    def add(self, step: int, loss: Tensor) -> None:
+        """Record the loss of 0-based ``step``."""
+        self._window.append(loss.detach())
+        if (step + 1) % self.every == 0 or step + 1 == self.total:
+            self.history.append([step + 1, float(all_reduce_mean(torch.stack(self._window).mean()))])
+            self._window = []
+            log.info("%s step %d/%d: loss %.4f", self.label, step + 1, self.total, self.history[-1][1])
 
 
 class Subset:

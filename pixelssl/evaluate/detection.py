@@ -31,12 +31,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from pixelssl.config import opt, register_validator, require
 from pixelssl.data.loader import sample_seed
-from pixelssl.dist import all_gather_objects, all_reduce_mean, rank_world
+from pixelssl.dist import all_gather_objects, rank_world
 from pixelssl.engine.distributed import shard_batches, shard_indices, wrap_for_finetuning
 from pixelssl.engine.schedules import set_lr, warmup_multistep
 from pixelssl.errors import DataError, PixelSSLError, TrainingDiverged
 from pixelssl.evaluate.coco_eval import coco_metrics, predict_coco
-from pixelssl.evaluate.common import bf16_autocast, select_device, threads, typed_config
+from pixelssl.evaluate.common import FinetuneRuntimeConfig, LossLog, bf16_autocast, select_device, threads, typed_config
 from pixelssl.evaluate.detection_models import (
     DEFAULT_FPN_CHANNELS,
     MODELS,
@@ -55,7 +55,7 @@ MODEL_KEYS = ("model", "norm", "trainable_layers", "min_size", "max_size", "anch
 
 
 @dataclass
-class DetectionConfig:
+class DetectionConfig(FinetuneRuntimeConfig):
     model: str = opt("fcos", "torchvision detector on the backbone (R-FPN)", choices=MODELS)
     norm: str = opt("frozen", "backbone norm layers: frozen (FrozenBN: pre-trained statistics and affine kept) | "
                               "sync (SyncBatchNorm when distributed, else BatchNorm) | bn (BatchNorm per process)",
@@ -86,12 +86,7 @@ class DetectionConfig:
     clip_grad_norm: float = opt(0.0, "clip the gradient norm to this value (0 = off)", ge=0)
     hflip: float = opt(0.5, "probability of flipping a training image horizontally", ge=0, le=1)
     eval_batch_size: int = opt(4, "images per inference batch", ge=1)
-    amp: bool = opt(True, "bf16 autocast on GPUs that support it (CPU always runs fp32)")
-    num_workers: int = opt(0, "data-loader worker processes (0 = load in the training process)", ge=0)
-    log_every: int = opt(20, "steps between logged training losses", ge=1)
     seed: int = opt(0, "seed of head initialisation, batch order and flips")
-    device: str = opt("auto", "auto | cpu | cuda | cuda:N")
-    threads: int = opt(0, "torch CPU threads (0 = leave torch's default)", ge=0)
 
 
 def _validate(cfg: DetectionConfig) -> None:
@@ -197,8 +192,7 @@ def finetune_detection(backbone: Backbone, train_ds: Any, val_ds: Any, config: D
         trained = wrap_for_finetuning(model, device, cfg.norm == "sync")
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        history: list[list[float]] = []
-        window: list[Tensor] = []
+        loss_log = LossLog(cfg.log_every, cfg.steps, "finetune-det")
         trained.train()
         for step, (images, targets) in enumerate(_train_loader(train_ds, cfg)):
             set_lr(optimizer, cfg.lr * warmup_multistep(step, cfg.steps, cfg.lr_milestones, cfg.warmup_steps,
@@ -217,11 +211,7 @@ def finetune_detection(backbone: Backbone, train_ds: Any, val_ds: Any, config: D
             if cfg.clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
             optimizer.step()
-            window.append(loss.detach())
-            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                history.append([step + 1, float(all_reduce_mean(torch.stack(window).mean()))])  # over processes
-                window = []
-                log.info("finetune-det step %d/%d: loss %.4f", step + 1, cfg.steps, history[-1][1])
+            loss_log.add(step, loss)
         train_s = time.perf_counter() - start
         metrics = evaluate_detection(model, val_ds, cfg, device)
     if checkpoint is not None and rank == 0:
@@ -231,7 +221,7 @@ def finetune_detection(backbone: Backbone, train_ds: Any, val_ds: Any, config: D
     log.info("fine-tuned %s: box AP %.4f%s (%.1f s)", cfg.model, metrics["bbox"]["AP"],
              f", mask AP {metrics['segm']['AP']:.4f}" if "segm" in metrics else "", timing["total_s"])
     return {**metrics, "class_names": val_ds.class_names, "category_ids": val_ds.category_ids,
-            "fpn_channels": width, "fpn_init": fpn_summary, "train_loss": history, "num_train": len(train_ds),
+            "fpn_channels": width, "fpn_init": fpn_summary, "train_loss": loss_log.history, "num_train": len(train_ds),
             "num_train_instances": train_ds.num_instances(), "num_val": len(val_ds), "timing": timing}
 
 

@@ -30,11 +30,13 @@ from torch.utils.data import DataLoader
 
 from pixelssl.config import opt, register_validator, require, sub
 from pixelssl.data.loader import sample_seed
-from pixelssl.dist import all_reduce_mean, rank_world
+from pixelssl.dist import rank_world
 from pixelssl.engine.distributed import shard_batches, shard_indices, wrap_for_finetuning
 from pixelssl.engine.schedules import scale_lr, warmup_decay
 from pixelssl.errors import PixelSSLError
 from pixelssl.evaluate.common import (
+    FinetuneRuntimeConfig,
+    LossLog,
     bf16_autocast,
     check_compatible,
     check_label,
@@ -57,7 +59,7 @@ MODEL_KEYS = ("head", "head_channels", "fpn_scale_channels", "fcn_convs", "outpu
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(FinetuneRuntimeConfig):
     head: str = opt("fpn", "fcn (FCN on C5) | fpn (Semantic FPN on C2-C5)", choices=HEADS)
     head_channels: int = opt(256, "width of the FCN convs / the FPN lateral and output convs", ge=1)
     fpn_scale_channels: int = opt(128, "fpn: width of the per-level upsampling branches", ge=1)
@@ -81,13 +83,8 @@ class FinetuneConfig:
                          choices=("whole", "slide"))
     slide_stride: list = opt([171, 171], "slide inference: window step [height, width] in pixels")
     sync_bn: bool = opt(True, "synchronise BatchNorm over processes when distributed (SyncBatchNorm on GPUs, gloo on CPU)")
-    amp: bool = opt(True, "bf16 autocast on GPUs that support it (CPU always runs fp32)")
-    num_workers: int = opt(0, "data-loader worker processes (0 = load in the training process)", ge=0)
-    log_every: int = opt(20, "steps between logged training losses", ge=1)
     eval_every: int = opt(0, "steps between validations during training (0 = only at the end)", ge=0)
     seed: int = opt(0, "seed of head initialisation, batch order and augmentation")
-    device: str = opt("auto", "auto | cpu | cuda | cuda:N")
-    threads: int = opt(0, "torch CPU threads (0 = leave torch's default)", ge=0)
 
 
 def _validate(cfg: FinetuneConfig) -> None:
@@ -315,9 +312,8 @@ def finetune_segmentation(backbone: Backbone, train_ds: Any, val_ds: Any, config
                 torch.manual_seed(sample_seed(cfg.seed, 0, rank, stream=7))
             optimizer = _optimizer(model, cfg)
             base_lrs = [group["lr"] for group in optimizer.param_groups]
-            history: list[list[float]] = []
+            loss_log = LossLog(cfg.log_every, cfg.steps, "finetune")
             val_history: list[dict[str, Any]] = []
-            window: list[Tensor] = []
             trained.train()
             for step, (images, labels) in enumerate(_train_loader(train_ds, cfg)):
                 scale_lr(optimizer, base_lrs, warmup_decay(step, cfg.steps, cfg.warmup_steps, cfg.schedule))
@@ -328,11 +324,7 @@ def finetune_segmentation(backbone: Backbone, train_ds: Any, val_ds: Any, config
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                window.append(loss.detach())
-                if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                    history.append([step + 1, float(all_reduce_mean(torch.stack(window).mean()))])  # over processes
-                    window = []
-                    log.info("finetune step %d/%d: loss %.4f", step + 1, cfg.steps, history[-1][1])
+                loss_log.add(step, loss)
                 if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
                     val_history.append({"step": step + 1, **evaluate_segmentation(model, val_ds, cfg, device)})
                     trained.train()
@@ -345,7 +337,7 @@ def finetune_segmentation(backbone: Backbone, train_ds: Any, val_ds: Any, config
     log.info("fine-tuned segmentation: mIoU %.4f, pixel acc %.4f (%.1f s)", metrics["miou"], metrics["pixel_acc"],
              timing["total_s"])
     return {**metrics, "class_names": class_names(val_ds), "num_classes": val_ds.num_classes,
-            "ignore_index": val_ds.ignore_index, "train_loss": history, "val_history": val_history,
+            "ignore_index": val_ds.ignore_index, "train_loss": loss_log.history, "val_history": val_history,
             "num_train": len(train_ds), "num_val": len(val_ds), "timing": timing}
 
 

@@ -196,3 +196,24 @@ def test_docs_list_each_methods_keys_with_their_defaults():
             if key.startswith("method.") and key not in ("method.name", "method.momentum", "method.momentum_schedule"):
                 value = repr(cfg.method[key.split(".", 1)[1]]).replace("True", "true").replace("False", "false")
                 assert f"| `{key}` | `{value}`" in block, (name, key)
+
+
+def test_new_switches_reject_bad_values_naming_the_key():
+    for item in ("train.compile=maybe", "data.device_augment=gpu"):
+        with pytest.raises(ConfigError, match=item.split("=")[0].replace(".", r"\.")):
+            load_config(PretrainConfig, overrides=[item])
+
+
+def test_bad_config_key_names_the_nearest_valid_key():
+    with pytest.raises(ConfigError, match="did you mean 'train.base_lr'"):
+        load_config(PretrainConfig, overrides=["train.lr=0.1"])
+    with pytest.raises(ConfigError, match="method.name"):
+        load_config(PretrainConfig, overrides=["method.name=simclr"])
+
+
+def test_figure_every_is_validated():
+    with pytest.raises(ConfigError, match="train.figure_every"):
+        load_config(PretrainConfig, overrides=["train.figure_every=-1"])
+    with pytest.raises(ConfigError, match="train.figure_every"):
+        load_config(PretrainConfig, overrides=["train.figure_every=5", "train.tensorboard=false"])
+    assert load_config(PretrainConfig).train.figure_every == 0

@@ -50,10 +50,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from pixelssl.dense.propagation import masked_softmax, propagate
-from pixelssl.inpaint.flow_image import color_wheel as color_wheel  # re-exported: the tests import it from here
 from pixelssl.inpaint.flow_image import flow_to_image
 from pixelssl.inpaint.score_fusion import AttentionGrid, fused_scores
-from pixelssl.inpaint.tf_geometry import align_corners_indices as align_corners_indices  # re-exported: the tests import it
 from pixelssl.inpaint.tf_geometry import resize_nearest, same_padding
 
 DOWNSAMPLE_MODES = ("release", "stride")  # TF1 align_corners nearest resize | every rate-th row and column

@@ -22,7 +22,6 @@ import numpy as np
 
 from pixelssl.errors import WeightsFileError
 from pixelssl.inpaint.crc32c import crc32c, unmask_crc
-from pixelssl.inpaint.crc32c import mask_crc as mask_crc  # re-exported: the tests import it from here
 from pixelssl.inpaint.tf_index_format import proto_fields, read_table, signed64
 
 HEADER_KEY = ""

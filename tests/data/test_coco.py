@@ -1,4 +1,4 @@
-"""COCO-format data: the synthetic export, the validating reader and the semi-supervised subsets."""
+"""data.coco: the validating COCO reader, the dataset for torchvision detectors and the semi-supervised subsets."""
 
 from __future__ import annotations
 
@@ -7,18 +7,12 @@ import json
 import logging
 import shutil
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
 
-from pixelssl.cli import main
 from pixelssl.data.coco import CocoDetection, coco_subset, read_coco_json, subset_size, write_coco_json
-from pixelssl.data.synthetic import SyntheticScenes
 from pixelssl.data.synthetic_coco import export_synthetic_coco
-from pixelssl.errors import DataError, PixelSSLError
+from pixelssl.errors import DataError
 
 SIZE = 64
 
@@ -43,47 +37,6 @@ def copy_of(exported, tmp_path):
         return root / "train.json"
 
     return root, rewrite
-
-
-# --------------------------------------------------------------------------- export
-def test_export_loads_in_pycocotools_with_boxes_and_areas_of_the_masks(exported):
-    api = COCO(str(exported / "train.json"))
-    assert len(api.getImgIds()) == 5 and len(api.getAnnIds()) > 5
-    assert [c["name"] for c in api.loadCats(api.getCatIds())] == SyntheticScenes(1, num_classes=4).class_names[1:]
-    for ann in api.loadAnns(api.getAnnIds()):
-        mask = api.annToMask(ann)
-        ys, xs = np.nonzero(mask)
-        assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
-        assert ann["area"] == mask.sum() >= 16 and ann["iscrowd"] == 0
-
-
-def test_instances_are_the_visible_parts_of_the_objects(exported):
-    """Masks of one image never overlap, carry their class in the label map, and are exactly the instance map."""
-    data = json.loads((exported / "train.json").read_text())
-    scenes = SyntheticScenes(5, size=SIZE, num_classes=4, seed=3, split="train")
-    for image in data["images"]:
-        scene = scenes.render(image["id"] - 1)
-        anns = [a for a in data["annotations"] if a["image_id"] == image["id"]]
-        masks = np.stack([mask_utils.decode(a["segmentation"]) for a in anns]).astype(bool)
-        assert masks.sum(0).max() == 1  # occlusion: visible parts are disjoint
-        for ann, mask in zip(anns, masks):
-            assert (scene.label[mask] == ann["category_id"]).all()
-            number = int(scene.instance[mask][0])
-            assert (mask == (scene.instance == number)).all()
-        pixels = np.array(Image.open(exported / "images" / image["file_name"]))
-        assert (pixels.transpose(2, 0, 1) == scene.image).all()
-
-
-def test_export_drops_slivers_below_min_area(tmp_path):
-    export_synthetic_coco(tmp_path, train_images=3, size=SIZE, min_area=200)
-    data = json.loads((tmp_path / "train.json").read_text())
-    assert all(a["area"] >= 200 for a in data["annotations"]) and not (tmp_path / "val.json").exists()
-
-
-def test_export_cli_writes_both_splits(tmp_path):
-    assert main(["data", "export-coco", "--out", str(tmp_path / "c"), "--images", "4", "--size", "32"]) == 0
-    assert len(read_coco_json(tmp_path / "c" / "train.json")["images"]) == 4
-    assert len(read_coco_json(tmp_path / "c" / "val.json")["images"]) == 1
 
 
 # --------------------------------------------------------------------------- reader
@@ -204,26 +157,18 @@ def test_degenerate_and_crowd_boxes_are_skipped_with_a_count(copy_of, caplog):
 
 
 # --------------------------------------------------------------------------- subsets
-def _fake_coco(num_images, per_image=2):
-    images = [{"id": 100 + k, "file_name": f"{k}.png", "width": 8, "height": 8} for k in range(num_images)]
-    anns = [{"id": 1 + k * per_image + j, "image_id": 100 + k, "category_id": 1, "bbox": [0, 0, 2, 2]}
-            for k in range(num_images) for j in range(per_image)]
-    return {"info": {"description": "x"}, "licenses": [], "categories": [{"id": 1, "name": "a"}],
-            "images": images, "annotations": anns}
-
-
 def _ids(subset):
     return {image["id"] for image in subset["images"]}
 
 
-def test_subset_sizes_round_and_keep_at_least_one_image():
+def test_subset_sizes_round_and_keep_at_least_one_image(fake_coco):
     assert [subset_size(1000, f) for f in (0.01, 0.1, 0.0001, 1.0)] == [10, 100, 1, 1000]
     assert subset_size(7, 0.5) == 4 and subset_size(3, 0.01) == 1
-    assert len(coco_subset(_fake_coco(3), 0.01)["images"]) == 1
+    assert len(coco_subset(fake_coco(3), 0.01)["images"]) == 1
 
 
-def test_subset_is_deterministic_and_seed_dependent():
-    data = _fake_coco(200)
+def test_subset_is_deterministic_and_seed_dependent(fake_coco):
+    data = fake_coco(200)
     assert _ids(coco_subset(data, 0.1, seed=5)) == _ids(coco_subset(copy.deepcopy(data), 0.1, seed=5))
     assert _ids(coco_subset(data, 0.1, seed=5)) != _ids(coco_subset(data, 0.1, seed=6))
     shuffled = copy.deepcopy(data)
@@ -232,15 +177,15 @@ def test_subset_is_deterministic_and_seed_dependent():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_smaller_fractions_are_nested_in_larger_ones(seed):
-    data = _fake_coco(500)
+def test_smaller_fractions_are_nested_in_larger_ones(seed, fake_coco):
+    data = fake_coco(500)
     sets = [_ids(coco_subset(data, f, seed)) for f in (0.01, 0.05, 0.1, 0.5, 1.0)]
     assert [len(s) for s in sets] == [5, 25, 50, 250, 500]
     assert all(small <= large for small, large in zip(sets, sets[1:]))
 
 
-def test_subset_keeps_metadata_and_exactly_the_chosen_images_annotations(tmp_path):
-    data = _fake_coco(40, per_image=3)
+def test_subset_keeps_metadata_and_exactly_the_chosen_images_annotations(tmp_path, fake_coco):
+    data = fake_coco(40, per_image=3)
     subset = coco_subset(data, 0.25, seed=1)
     chosen = _ids(subset)
     assert len(chosen) == 10 and len(subset["annotations"]) == 30
@@ -249,15 +194,3 @@ def test_subset_keeps_metadata_and_exactly_the_chosen_images_annotations(tmp_pat
     assert subset["pixelssl_subset"] == {"fraction": 0.25, "seed": 1, "num_images": 10, "of_images": 40}
     write_coco_json(subset, tmp_path / "s.json")
     assert _ids(read_coco_json(tmp_path / "s.json")) == chosen
-
-
-def test_subset_cli_and_bad_fraction(tmp_path, capsys):
-    write_coco_json(_fake_coco(50), tmp_path / "train.json")
-    out = tmp_path / "sub.json"
-    assert main(["data", "coco-subset", str(tmp_path / "train.json"), "--fraction", "0.1", "--seed", "3",
-                 "--out", str(out)]) == 0
-    assert _ids(read_coco_json(out)) == _ids(coco_subset(_fake_coco(50), 0.1, 3))
-    with pytest.raises(PixelSSLError, match=r"fraction must be in \(0, 1\]"):
-        coco_subset(_fake_coco(5), 1.5)
-    assert main(["data", "coco-subset", str(tmp_path / "train.json"), "--fraction", "0", "--out", str(out)]) == 1
-    assert "error: subset fraction must be in (0, 1] (got 0.0)" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Pre-training batches depend only on (seed, step): the basis of exact resume."""
+"""data.loader: pre-training batches depend only on (seed, step), the basis of exact resume; each process takes a
+contiguous shard of them."""
 
 import torch
 
@@ -33,3 +34,12 @@ def test_a_sample_does_not_depend_on_what_was_drawn_before():
         assert torch.equal(first[key], again[key]), key
     batch = collate_pairs([first, again])
     assert batch["view1"].shape == (2, 3, 32, 32) and batch["skipped"] == []
+
+
+def test_step_shards_are_disjoint_and_concatenate_to_the_global_batch():
+    whole = list(StepBatchSampler(num_items=20, batch_size=6, seed=3, start_step=0, total_steps=5))
+    shards = [list(StepBatchSampler(20, 6, 3, 0, 5, rank=r, world_size=3)) for r in range(3)]
+    for step, batch in enumerate(whole):
+        assert [item for shard in shards for item in shard[step]] == batch
+    resumed = list(StepBatchSampler(20, 6, 3, start_step=2, total_steps=5, rank=1, world_size=3))
+    assert resumed == shards[1][2:]

@@ -1,10 +1,10 @@
-"""The PixCon release's in-box rule (intersection box in the query view's own coordinates on the map's grid)."""
+"""dense.matching: the PixCon release's in-box rule (on the query view's own grid) and PixCon-SR's semantic weights."""
 
 from __future__ import annotations
 
 import torch
 
-from pixelssl.dense.matching import cells_in_other_view, intersection_grid_cells
+from pixelssl.dense.matching import cells_in_other_view, intersection_grid_cells, semantic_weights
 
 
 def _grid(boxes, flipped, shape, other) -> torch.Tensor:
@@ -45,3 +45,43 @@ def test_release_inbox_uses_the_maps_own_grid():
 
 def test_release_inbox_of_views_that_do_not_overlap_is_empty():
     assert int(_grid([0.0, 0.0, 0.3, 0.3], False, (7, 7), [0.5, 0.5, 1.0, 1.0]).sum()) == 0
+
+
+# --------------------------------------------------------------------------------------- semantic weights (PixCon-SR)
+def test_semantic_weights_on_a_hand_case():
+    s = torch.tensor([[0.2, 0.5, 0.9, 0.4]])
+    in_box = torch.tensor([[False, False, True, False]])
+    # min over all 0.2, max over out-of-box 0.5: (0, 1, in-box -> 1, (0.2 / 0.3)) then ** 2.
+    expected = torch.tensor([[0.0, 1.0, 1.0, (0.2 / 0.3) ** 2]])
+    assert torch.allclose(semantic_weights(s, in_box, power=2.0), expected)
+    assert torch.allclose(semantic_weights(s, in_box, power=1.0), expected.sqrt())
+
+
+def test_semantic_weights_are_one_in_box_bounded_outside_and_grow_with_similarity():
+    g = torch.Generator().manual_seed(3)
+    s = torch.rand(5, 49, generator=g) * 2 - 1
+    in_box = torch.rand(5, 49, generator=g) < 0.4
+    w = semantic_weights(s, in_box, power=2.0)
+    assert torch.equal(w[in_box], torch.ones(int(in_box.sum())))
+    out = w[~in_box]
+    assert out.min() >= 0 and out.max() <= 1
+    for b in range(5):
+        outside = (~in_box[b]).nonzero().flatten()
+        order = s[b, outside].argsort()
+        assert (w[b, outside][order].diff() > 0).all()  # strictly increasing with similarity
+        assert float(w[b, outside].max()) == 1.0  # the best out-of-box match is trusted fully
+
+
+def test_semantic_weights_degenerate_cases_are_finite():
+    all_in = semantic_weights(torch.rand(2, 9), torch.ones(2, 9, dtype=torch.bool))
+    equal = semantic_weights(torch.full((2, 9), 0.3), torch.arange(9).expand(2, 9) < 4)
+    lone = semantic_weights(torch.tensor([[0.1, 0.9, 0.8]]), torch.tensor([[False, True, True]]))
+    for w in (all_in, equal, lone):
+        assert torch.isfinite(w).all()
+        assert torch.equal(w, torch.ones_like(w))  # no semantic evidence: falls back to PixCon-Sim's weights
+
+
+def test_spatial_only_weights_are_the_in_box_mask():
+    in_box = torch.tensor([[True, False, True, False]])
+    w = semantic_weights(torch.tensor([[0.1, 0.9, -0.5, 0.3]]), in_box, power=2.0, spatial_only=True)
+    assert torch.equal(w, torch.tensor([[1.0, 0.0, 1.0, 0.0]]))

@@ -12,15 +12,14 @@ from pixelssl.dense.propagation import similarity_matrix
 from pixelssl.inpaint.contextual_attention import (
     AttentionGrid,
     ContextualAttention,
-    align_corners_indices,
     attention_weights,
-    color_wheel,
     contextual_attention,
     downsample_by_rate,
     flow_to_image,
     fused_scores,
     resize_nearest,
 )
+from pixelssl.inpaint.tf_geometry import align_corners_indices
 
 
 def random_case(batch=2, channels=4, height=16, width=16, seed=0):
@@ -58,22 +57,7 @@ def test_identical_region_is_copied_into_the_hole_with_fusion_on():
         assert weights[0, i * 16 + j, (i - 7) * 16 + (j - 7)] > 0.99
 
 
-# ------------------------------------------------------------------------ the release's nearest resize
-def test_release_resize_reads_tf1_align_corners_rows():
-    # TF1 resize_nearest_neighbor(align_corners=True): output i reads input roundf(i * (in - 1) / (out - 1)).
-    assert align_corners_indices(64, 32).tolist() == [*range(0, 31, 2), *range(33, 64, 2)]  # 0, 2, ..., 30, 33, ..., 63
-    assert align_corners_indices(32, 16).tolist() == [*range(0, 15, 2), *range(17, 32, 2)]  # 0, ..., 14, 17, ..., 31
-    assert align_corners_indices(16, 4).tolist() == [0, 5, 10, 15]
-    assert align_corners_indices(3, 5).tolist() == [0, 1, 1, 2, 2]  # 0.5 and 1.5 round away from zero (roundf)
-    assert align_corners_indices(7, 1).tolist() == [0]
-    assert align_corners_indices(9, 9).tolist() == list(range(9))
-
-
-def test_release_resize_upsampling_by_two_reads_every_row_twice():
-    for n in (1, 2, 7, 32, 64, 255, 1024):  # why nn.Upsample(scale_factor=2) is the release's gen_deconv resize
-        assert np.array_equal(align_corners_indices(n, 2 * n), np.arange(2 * n) // 2), n
-
-
+# ------------------------------------------------------------------------ the release's downsampling
 def test_downsample_modes_pick_the_release_rows_or_every_rate_th_row():
     x = torch.arange(64 * 32, dtype=torch.float32).view(1, 1, 64, 32)
     release = downsample_by_rate(x, 2, "release")
@@ -184,23 +168,6 @@ def test_layer_is_differentiable():
     f, mask = random_case(1, 2, 6, 6)
     f.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: contextual_attention(x, x, mask)[0], (f,), atol=1e-6)
-
-
-def test_flow_picture_is_white_for_zero_offsets_and_coloured_by_direction():
-    zero = flow_to_image(torch.zeros(1, 2, 3, 3))
-    assert torch.allclose(zero, torch.ones(1, 3, 3, 3))
-    assert color_wheel().shape == (55, 3)
-    offsets = torch.zeros(1, 2, 1, 3)
-    offsets[0, 1, 0, 1] = -2  # pointing left at full length: angle 0.5 pi, i.e. 3/4 around the 55-colour wheel
-    offsets[0, 1, 0, 2] = -1  # half as long: the same hue, halfway to white
-    picture = flow_to_image(offsets)[0, :, 0]
-    wheel = color_wheel() / 255
-    left = (wheel[40] + wheel[41]) / 2  # position 0.75 * 54 = 40.5
-    assert torch.allclose(picture[:, 1], left, atol=1 / 255)
-    assert torch.allclose(picture[:, 2], 1 - 0.5 * (1 - left), atol=1 / 255)
-    layer = ContextualAttention()
-    out, flow = layer(torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8), torch.zeros(1, 1, 8, 8))
-    assert flow.shape == (1, 3, 8, 8) and flow.min() >= 0 and flow.max() <= 1
 
 
 def test_flow_picture_is_the_offsets_picture_upsampled_nearest_as_released():

@@ -7,8 +7,6 @@ holds because the fill composites (known pixels kept, hole pixels replaced).
 import base64
 import io
 import shutil
-import socket
-import sys
 import threading
 import time
 
@@ -24,7 +22,6 @@ try:
 except RuntimeError:  # raised (not ImportError) when neither httpx2 nor httpx is installed
     pytest.skip("Starlette's TestClient needs httpx2 (pip install -e '.[dev]')", allow_module_level=True)
 
-from pixelssl.cli import main
 from pixelssl.config import load_config
 from pixelssl.inpaint.config import InpaintConfig
 from pixelssl.inpaint.contextual_attention import flow_to_image
@@ -321,42 +318,7 @@ def test_flow_legend_is_the_flow_colouring_of_offsets_from_its_centre(client):
     assert served.shape == (129, 129, 3)
 
 
-# ------------------------------------------------------------------------------------------------------- CLI
-def test_cli_refuses_missing_or_corrupt_weights_in_one_line_before_serving(tmp_path, capsys):
-    code = main(["inpaint", "serve", "--weights", str(tmp_path / "none.safetensors"), "--port", "0"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "does not exist" in err[0]
-    corrupt = tmp_path / "corrupt.safetensors"
-    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    code = main(["inpaint", "serve", "--weights", str(corrupt), "--port", "0"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "cannot read weights" in err[0]
-
-
-def test_cli_names_the_pip_command_when_the_web_extras_are_missing(weights, monkeypatch, capsys):
-    import uvicorn
-
-    monkeypatch.setattr(uvicorn.Server, "run", lambda *args, **kwargs: pytest.fail("the server started"))
-    monkeypatch.delitem(sys.modules, "pixelssl.inpaint.serve")
-    for name in [n for n in sys.modules if n == "starlette" or n.startswith("starlette.")]:
-        monkeypatch.setitem(sys.modules, name, None)  # `import starlette...` now fails as if it were not installed
-    code = main(["inpaint", "serve", "--weights", str(weights)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "pip install 'pixelssl[serve]'" in err[0] and "starlette" in err[0]
-
-
-def test_cli_reports_a_port_in_use_in_one_line(weights, capsys):
-    busy = socket.socket()
-    busy.bind(("127.0.0.1", 0))
-    busy.listen(1)
-    try:
-        code = main(["inpaint", "serve", "--weights", str(weights), "--port", str(busy.getsockname()[1])])
-    finally:
-        busy.close()
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "cannot listen on 127.0.0.1:" in err[0]
-
-
+# ------------------------------------------------------------------------------------------------- listening
 def test_listening_beyond_this_machine_warns(weights, monkeypatch, caplog, capsys):
     import uvicorn
 

@@ -1,4 +1,4 @@
-"""PixCon-Coord / -Sim / -SR and DenseCL matching, and the semantic weights, against constructed cases."""
+"""methods.pixcon: PixCon-Coord / -Sim / -SR (and DenseCL) matching against constructed cases, and the PixCon recipe."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
-from pixelssl.dense.matching import cells_in_other_view, intersection_grid_cells, semantic_weights
+from pixelssl.dense.matching import cells_in_other_view, intersection_grid_cells
+
+
+def _has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 @pytest.mark.parametrize("preset", ["densecl_r18_demo", "pixcon_sim_r18_demo", "pixcon_sr_r18_demo"])
@@ -55,45 +60,6 @@ def test_coordinate_match_is_the_geometrically_nearest_cell(tiny_method):
     assert 0 < weights.sum() < weights.numel()  # the case has both kinds of query
 
 
-def test_semantic_weights_on_a_hand_case():
-    s = torch.tensor([[0.2, 0.5, 0.9, 0.4]])
-    in_box = torch.tensor([[False, False, True, False]])
-    # min over all 0.2, max over out-of-box 0.5: (0, 1, in-box -> 1, (0.2 / 0.3)) then ** 2.
-    expected = torch.tensor([[0.0, 1.0, 1.0, (0.2 / 0.3) ** 2]])
-    assert torch.allclose(semantic_weights(s, in_box, power=2.0), expected)
-    assert torch.allclose(semantic_weights(s, in_box, power=1.0), expected.sqrt())
-
-
-def test_semantic_weights_are_one_in_box_bounded_outside_and_grow_with_similarity():
-    g = torch.Generator().manual_seed(3)
-    s = torch.rand(5, 49, generator=g) * 2 - 1
-    in_box = torch.rand(5, 49, generator=g) < 0.4
-    w = semantic_weights(s, in_box, power=2.0)
-    assert torch.equal(w[in_box], torch.ones(int(in_box.sum())))
-    out = w[~in_box]
-    assert out.min() >= 0 and out.max() <= 1
-    for b in range(5):
-        outside = (~in_box[b]).nonzero().flatten()
-        order = s[b, outside].argsort()
-        assert (w[b, outside][order].diff() > 0).all()  # strictly increasing with similarity
-        assert float(w[b, outside].max()) == 1.0  # the best out-of-box match is trusted fully
-
-
-def test_semantic_weights_degenerate_cases_are_finite():
-    all_in = semantic_weights(torch.rand(2, 9), torch.ones(2, 9, dtype=torch.bool))
-    equal = semantic_weights(torch.full((2, 9), 0.3), torch.arange(9).expand(2, 9) < 4)
-    lone = semantic_weights(torch.tensor([[0.1, 0.9, 0.8]]), torch.tensor([[False, True, True]]))
-    for w in (all_in, equal, lone):
-        assert torch.isfinite(w).all()
-        assert torch.equal(w, torch.ones_like(w))  # no semantic evidence: falls back to PixCon-Sim's weights
-
-
-def test_spatial_only_weights_are_the_in_box_mask():
-    in_box = torch.tensor([[True, False, True, False]])
-    w = semantic_weights(torch.tensor([[0.1, 0.9, -0.5, 0.3]]), in_box, power=2.0, spatial_only=True)
-    assert torch.equal(w, torch.tensor([[1.0, 0.0, 1.0, 0.0]]))
-
-
 def test_sr_match_weights_use_the_views_intersection(tiny_method, two_view_batch):
     method = tiny_method("pixcon_sr_r18_demo")
     spatial = tiny_method("pixcon_sr_r18_demo", "method.sr_weights=spatial")
@@ -117,3 +83,16 @@ def test_pixcon_methods_take_the_rule_from_the_config(tiny_method, two_view_batc
         method = tiny_method(preset, "method.inbox_rule=centre")
         assert torch.equal(method.query_cells_in_box(batch, 1, 2, (3, 3)),
                            cells_in_other_view(batch["box1"], batch["flip1"], (3, 3), batch["box2"]))
+
+
+def test_pixcon_recipe_has_bn_heads_online_predictors_and_cosine_momentum(tiny_method):
+    method = tiny_method("pixcon_sr_r18_demo")
+    assert _has_batch_norm(method.projector) and _has_batch_norm(method.dense_projector)
+    assert _has_batch_norm(method.predictor) and _has_batch_norm(method.dense_predictor)
+    names = {name.split(".")[0] for name, _ in method.named_parameters()}
+    assert {"backbone_k", "projector_k", "dense_projector_k"} <= names
+    assert not {"predictor_k", "dense_predictor_k"} & names  # predictors are online only
+    assert method.symmetric
+    assert method.momentum_at(0, 100) == pytest.approx(0.99)
+    assert method.momentum_at(50, 100) == pytest.approx(0.995)
+    assert method.momentum_at(100, 100) == 1.0

@@ -1,6 +1,9 @@
-"""Backbone construction: the release-faithful zero-initialised residual BatchNorm switch."""
+"""models.backbones: the release-faithful zero-initialised residual BatchNorm switch, and weights files holding
+pickled code refused."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -49,3 +52,20 @@ def test_release_presets_choose_their_release_initialisation():
 def test_zero_init_residual_with_a_timm_backbone_is_a_config_error():
     with pytest.raises(ConfigError, match="model.zero_init_residual"):
         load_config(PretrainConfig, None, ["model.backbone=timm:resnet18", "model.zero_init_residual=true"])
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_backbone_and_inpaint_loaders_refuse_pickled_code(tmp_path, monkeypatch):
+    from pixelssl.models.backbones import build_backbone
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil_weights.pt"
+    torch.save({"conv1.weight": _Exploit()}, path)
+    with pytest.raises(Exception) as exc:
+        build_backbone("resnet18", str(path))
+    assert "Traceback" not in str(exc.value)
+    assert not (tmp_path / "PWNED").exists()

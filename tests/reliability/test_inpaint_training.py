@@ -1,7 +1,7 @@
 """Inpainting training on the shared engine, as pre-training: one writer per run directory, SIGTERM / SIGUSR1
 stop cleanly with a checkpoint (exit 75 from the CLI) and the resumed run ends bit-identical, and a NaN/inf loss
 or gradient follows ``train.nonfinite`` (stop, or drop that update, with a limit) without ever writing a broken
-checkpoint. The pre-training counterparts are test_preemption.py, test_lock_and_signals.py and test_numerics.py."""
+checkpoint. The pre-training counterparts are test_preemption.py and test_numerics.py (the lock: tests/engine/test_lock.py)."""
 
 from __future__ import annotations
 

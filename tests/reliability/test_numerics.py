@@ -1,5 +1,6 @@
-"""Numerics: every method's loss is finite for degenerate batches, and a NaN/inf loss or gradient follows
-``train.nonfinite`` (stop, or skip with its buffers restored and a limit) without ever writing a broken checkpoint."""
+"""Numerics end to end: every method's loss is finite for degenerate batches, and a NaN/inf loss or gradient in a run
+follows ``train.nonfinite`` (stop, or skip with a limit) without ever writing a broken checkpoint (the policy's unit
+tests: tests/engine/test_numerics.py)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,12 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from pixelssl.config import PretrainConfig, load_config
 from pixelssl.engine.checkpoint import load_checkpoint
 from pixelssl.engine.logger import read_metrics
-from pixelssl.engine.numerics import NonFiniteGuard, first_nonfinite, gradient_problem
 from pixelssl.errors import TrainingDiverged
 from pixelssl.methods import build_method
-from pixelssl.models.queue import FeatureQueue
 from pixelssl.train.loop import pretrain
 
 PRESETS = ["moco_r18_demo", "pixpro_r18_demo", "pixcontrast_r18_demo", "densecl_r18_demo",
@@ -50,53 +48,6 @@ def test_losses_are_finite_for_degenerate_batches(preset, one_thread):
         out["loss"].backward()
         bad = [n for n, p in method.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
         assert not bad, (preset, identical, disjoint, bad[:3])
-
-
-class _BnAndQueue(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
-        self.queue = FeatureQueue(4, 6)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def test_skip_restores_batchnorm_statistics_and_queue():
-    torch.manual_seed(0)
-    model = _BnAndQueue().train()
-    model(torch.randn(2, 3, 4, 4))  # some history
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    guard = NonFiniteGuard("skip", max_skips=1)
-    guard.before_forward(model)
-    out = model(torch.full((2, 3, 4, 4), float("nan")))  # poisons the running statistics
-    model.queue.enqueue(out.mean((2, 3)))  # and the queue
-    assert first_nonfinite(model) is not None
-    guard.bad_step(model, 5, "loss became nan", "no checkpoint")
-    after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before) and guard.skips == 1
-    guard.before_forward(model)
-    with pytest.raises(TrainingDiverged, match="max_nonfinite_skips=1"):
-        guard.bad_step(model, 6, "loss became nan", "no checkpoint")
-
-
-def test_stop_policy_raises_with_advice():
-    with pytest.raises(TrainingDiverged, match=r"gradient norm became nan at step 3.*train.nonfinite=skip"):
-        NonFiniteGuard("stop", 5).bad_step(nn.Linear(1, 1), 3, "gradient norm became nan", "no checkpoint")
-
-
-def test_gradient_problem_detects_nan_and_inf_and_leaves_fp16_overflow_to_the_scaler():
-    layer = nn.Linear(3, 2)
-    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
-    off = torch.amp.GradScaler("cpu", enabled=False)
-    layer(torch.ones(1, 3)).sum().backward()
-    assert gradient_problem(list(layer.parameters()), opt, off, 0.0) is None
-    assert gradient_problem(list(layer.parameters()), opt, off, 1.0) is None
-    for bad in (float("nan"), float("inf")):
-        layer.weight.grad[0, 0] = bad
-        problem = gradient_problem(list(layer.parameters()), opt, off, 0.0)
-        assert problem is not None and problem.startswith("gradient norm became")
-    assert gradient_problem(list(layer.parameters()), opt, torch.amp.GradScaler("cpu", enabled=True), 0.0) is None
 
 
 def _poison(monkeypatch, at_calls: set[int], where: str) -> None:

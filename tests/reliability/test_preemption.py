@@ -91,13 +91,6 @@ def test_resume_auto_starts_then_continues(tmp_path, capsys):
     assert "already finished" in capsys.readouterr().out
 
 
-def test_resume_auto_needs_a_run_name(tmp_path, capsys):
-    from pixelssl.cli import main
-
-    assert main(["pretrain", "--resume", "auto", "--config", "pixpro_r18_demo", f"run.output_dir={tmp_path}"]) == 1
-    assert "run.name" in capsys.readouterr().err
-
-
 def test_preempted_in_process_leaves_a_resumable_run(tmp_path, reference, monkeypatch, sigusr1_in_first_step):
     cfg = load_config(PretrainConfig, "pixpro_r18_demo", [*TINY, f"run.output_dir={tmp_path}", "run.name=usr1"])
     with pytest.raises(Preempted, match="SIGUSR1 after step 1/"):

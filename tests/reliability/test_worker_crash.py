@@ -1,12 +1,12 @@
 """A data-loader failure names its file: a worker killed by a signal (OOM killer, crashing decoder), or a Python
-error while loading/augmenting one image; mid-run, the finished steps are checkpointed first."""
+error while loading/augmenting one image; mid-run, the finished steps are checkpointed first (the messages' unit
+tests: tests/data/test_worker_report.py)."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +14,7 @@ import torch
 from pixelssl.config import PretrainConfig, load_config
 from pixelssl.data import loader as loader_module
 from pixelssl.data.loader import StepBatchSampler, build_pretrain_loader, build_two_view_dataset
-from pixelssl.data.worker_report import LoadTracker, explain_worker_death, reporting
+from pixelssl.data.worker_report import reporting
 from pixelssl.engine.checkpoint import load_checkpoint
 from pixelssl.errors import DataError
 from pixelssl.train.loop import pretrain
@@ -87,18 +87,6 @@ def test_killed_worker_is_reported_with_the_file_it_was_loading(tmp_path, monkey
     dataset.tracker.cleanup()
 
 
-def test_worker_death_message_without_a_note():
-    assert explain_worker_death("DataLoader worker (pid 7) is killed by signal: Killed.", None).endswith(
-        "(set data.num_workers=0 to get the error in the training process)")
-
-    tracker = LoadTracker()
-    try:
-        line = explain_worker_death("DataLoader worker (pid(s) 999999) exited unexpectedly", tracker)
-        assert line == "DataLoader worker (pid(s) 999999) exited unexpectedly (the file it was loading is unknown)"
-    finally:
-        tracker.cleanup()
-
-
 def test_worker_crash_mid_run_checkpoints_the_finished_steps(tmp_path, monkeypatch):
     # One worker keeps at most 4 batches in flight, so when it reaches step 5's batch, step 0 has been trained.
     bad = _index_used_at(5)
@@ -110,24 +98,3 @@ def test_worker_crash_mid_run_checkpoints_the_finished_steps(tmp_path, monkeypat
     written = int(re.search(r"after step (\d)", str(info.value)).group(1))
     assert 1 <= written <= 5
     assert load_checkpoint(tmp_path / "crash" / "checkpoints" / "last.pt")["step"] == written
-
-
-def test_batch_cut_short_by_a_killed_worker_names_the_file(monkeypatch):
-    # A worker killed while sending a batch leaves the main process an EOFError from the queue, not torch's
-    # "killed by signal" message: it is reported as a dead worker with the file it noted.
-    from types import SimpleNamespace
-
-    from pixelssl.data import worker_report
-
-    tracker = LoadTracker()
-    try:
-        (Path(tracker.folder) / "4242").write_text("loading\timg_007.png")
-        iterator = SimpleNamespace(_workers=[SimpleNamespace(pid=4242, exitcode=-9)])
-        error = worker_report._torn_batch_error(EOFError(), iterator, tracker, wait_s=0)
-        assert str(error) == ("DataLoader worker (pid(s) 4242) exited unexpectedly (exit code -9, its batch cut short) "
-                              "while loading img_007.png")
-        alive = SimpleNamespace(_workers=[SimpleNamespace(pid=4242, exitcode=None)])
-        assert worker_report._torn_batch_error(EOFError(), alive, tracker, wait_s=0) is None
-        assert worker_report._torn_batch_error(ValueError(), iterator, tracker, wait_s=0) is None
-    finally:
-        tracker.cleanup()

@@ -1,5 +1,5 @@
 """report.html from tiny real runs: every image embedded and decodable, expected sections, several runs side by
-side, missing or corrupt pieces reported in place, the CLI, and the periodic TensorBoard figures."""
+side, missing or corrupt pieces reported in place, the live monitors' curves."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ import io
 import json
 import shutil
 from html.parser import HTMLParser
-from pathlib import Path
 
-import pytest
-import torch
 from PIL import Image
 
-from pixelssl.cli import main
-from pixelssl.config import ConfigError, PretrainConfig, load_config
-from pixelssl.report.figures import Encoders, figure_images, run_figures
 from pixelssl.report.html import write_report
 
 
@@ -119,119 +113,6 @@ def test_missing_and_corrupt_pieces_are_reported_and_the_page_still_renders(runs
     assert any(a.startswith("self-attention") and "damaged" in a for a in alts)  # from backbone.safetensors
     assert not any(a.startswith("PixPro PPM") for a in alts)  # no heads without a checkpoint
     assert "backbone.safetensors (no checkpoint" in "".join(page.text)
-
-
-def test_figures_leave_the_model_untouched(runs):
-    from pixelssl.report.sources import load_run
-
-    run = load_run(runs["pixpro"])
-    method = run.model
-    method.train()
-    method.backbone_k.eval()
-    before = {k: v.clone() for k, v in method.state_dict().items()}
-    flags = [m.training for m in method.modules()]
-    rng = torch.get_rng_state()
-    figures = run_figures(Encoders.of(method, run.cfg), figure_images(run.cfg, 1))
-    assert [f.kind for f in figures] == ["attention", "pca", "ppm", "matches_feature", "matches_coordinate",
-                                         "sr_weights"]
-    assert all(torch.equal(before[k], v) for k, v in method.state_dict().items())  # BN statistics included
-    assert [m.training for m in method.modules()] == flags
-    assert torch.equal(torch.get_rng_state(), rng)
-
-
-def test_figure_images_are_fixed_held_out_scenes_or_the_first_folder_images(runs, tmp_path):
-    cfg = load_config(PretrainConfig, str(runs["pixpro"] / "config.yaml"))
-    first, again = figure_images(cfg, 2), figure_images(cfg, 2)
-    assert [i.name for i in first] == ["synthetic:val:0", "synthetic:val:1"]
-    assert all(torch.equal(a.image, b.image) and torch.equal(a.views[0].box, b.views[0].box)
-               for a, b in zip(first, again))
-    assert first[0].image.shape == (3, 256, 256) and first[0].views[0].image.shape == (3, 64, 64)
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for name, size in (("b.png", (40, 30)), ("a.png", (50, 60)), ("c.png", (20, 20))):
-        Image.new("RGB", size, (10, 20, 30)).save(folder / name)
-    cfg.data.root = str(folder)
-    assert [Path(i.name).name for i in figure_images(cfg, 2)] == ["a.png", "b.png"]
-
-
-def test_cli_writes_the_report_into_the_run_and_expands_a_demo_folder(runs, tmp_path, capsys):
-    assert main(["report", str(runs["pixpro"]), "--images", "0"]) == 0
-    printed = capsys.readouterr().out.strip().splitlines()[-1]  # the last line is the path (logging comes before)
-    assert Path(printed) == (runs["pixpro"] / "report.html").resolve()
-    demo = tmp_path / "demo"
-    demo.mkdir()
-    rows = [{"method": "random init", "steps": 0, "pretrain_s": 0.0, "first_loss": None, "final_loss": None,
-             "miou": 0.25, "pixel_acc": 0.6, "run": None},
-            {"method": "PixPro", "steps": 2, "pretrain_s": 3.0, "first_loss": 0.1, "final_loss": -0.5, "miou": 0.3,
-             "pixel_acc": 0.7, "run": str(runs["pixpro"])},
-            {"method": "hand-edited", "miou": "n/a"}]  # a damaged row shows dashes, not a traceback
-    (demo / "results.json").write_text(json.dumps({"date": "2026-11-25", "seconds": 60, "rows": rows,
-                                                   "budget": {"steps": 2, "probe_train": 4, "probe_val": 2}}))
-    out = tmp_path / "demo.html"
-    assert main(["report", str(demo), "--out", str(out), "--images", "0"]) == 0
-    page = Page(out.read_text())
-    text = "".join(page.text)
-    assert "no figures requested (images=0)" in page.notes
-    assert "Demo: method comparison" in text and "30.0" in text and "-0.500" in text and "hand-edited" in text
-    assert main(["report", str(tmp_path / "nowhere")]) == 1
-    assert "is not a directory" in capsys.readouterr().err
-    assert main(["report", str(demo / ".."), "--images", "-1"]) == 1
-
-
-def test_tensorboard_figures_every_n_steps(runs):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(runs["pixpro"] / "tensorboard"), size_guidance={"images": 0})  # figure_every=1
-    events.Reload()
-    tags = events.Tags()["images"]
-    assert {"figures/attention/0", "figures/pca/0", "figures/ppm/0", "figures/matches_feature/0",
-            "figures/sr_weights/0"} <= set(tags)
-    image = events.Images("figures/attention/0")
-    assert [e.step for e in image] == [1, 2]
-    assert Image.open(io.BytesIO(image[0].encoded_image_string)).width > 0
-
-
-def test_the_pretrain_command_hands_the_figures_to_training_and_the_api_warns_without_them(tmp_path, caplog):
-    """``pixelssl pretrain`` hands ``TensorBoardFigures`` to the loop (train/ does not import report/); a direct
-    ``pretrain(cfg)`` with ``train.figure_every`` and no drawer says so and trains without figures."""
-    import logging
-
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from pixelssl.train.loop import pretrain
-
-    common = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj_dim=16", "data.image_size=64",
-              "data.synthetic.num_images=4", "data.synthetic.size=64", "data.num_workers=0", "train.batch_size=4",
-              "train.max_steps=1", "train.progress=false", "train.amp=fp32", "train.tensorboard=true",
-              "train.figure_every=1", f"run.output_dir={tmp_path}"]
-    with caplog.at_level(logging.WARNING, logger="pixelssl.train.loop"):
-        result = pretrain(load_config(PretrainConfig, overrides=[*common, "run.name=api"]))
-    assert "given no figure drawer" in caplog.text
-    events = EventAccumulator(str(result.run_dir / "tensorboard"), size_guidance={"images": 0})
-    events.Reload()
-    assert events.Tags()["images"] == []
-    assert main(["pretrain", "--config", "pixpro_r18_demo", *common, "run.name=cli"]) == 0  # (resets logging)
-    events = EventAccumulator(str(tmp_path / "cli" / "tensorboard"), size_guidance={"images": 0})
-    events.Reload()
-    assert "figures/attention/0" in events.Tags()["images"]
-
-
-def test_figures_during_training_leave_the_weights_unchanged(runs, tmp_path, make_run):
-    from pixelssl.engine.checkpoint import load_checkpoint
-
-    plain = make_run(tmp_path, "plain")  # the fixture's PixPro run without figures (drawn after steps 1 and 2)
-    with_figures = load_checkpoint(runs["pixpro"] / "checkpoints" / "last.pt")["model"]
-    without = load_checkpoint(plain / "checkpoints" / "last.pt")["model"]
-    assert with_figures.keys() == without.keys()
-    assert all(torch.equal(with_figures[k], without[k]) for k in without)
-
-
-def test_figure_every_is_validated():
-    with pytest.raises(ConfigError, match="train.figure_every"):
-        load_config(PretrainConfig, overrides=["train.figure_every=-1"])
-    with pytest.raises(ConfigError, match="train.figure_every"):
-        load_config(PretrainConfig, overrides=["train.figure_every=5", "train.tensorboard=false"])
-    assert load_config(PretrainConfig).train.figure_every == 0
 
 
 def test_monitor_curves_appear_in_the_report(runs, tmp_path):

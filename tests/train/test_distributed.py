@@ -13,13 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pixelssl.config import ConfigError, PretrainConfig, load_config
-from pixelssl.data.loader import StepBatchSampler
-from pixelssl.engine import distributed
+from pixelssl.config import PretrainConfig, load_config
 from pixelssl.engine.checkpoint import load_checkpoint
 from pixelssl.engine.logger import read_metrics
 from pixelssl.engine.runtime import seed_everything
-from pixelssl.errors import DataError
 from pixelssl.methods.registry import build_method
 from pixelssl.train.loop import pretrain
 
@@ -188,31 +185,7 @@ def test_distributed_resume_is_bit_identical(moco_runs):
     assert losses(moco_runs["resumed"]) == losses(moco_runs["run"])[2:]
 
 
-# --------------------------------------------------------------------------- pieces
-def test_step_shards_are_disjoint_and_concatenate_to_the_global_batch():
-    whole = list(StepBatchSampler(num_items=20, batch_size=6, seed=3, start_step=0, total_steps=5))
-    shards = [list(StepBatchSampler(20, 6, 3, 0, 5, rank=r, world_size=3)) for r in range(3)]
-    for step, batch in enumerate(whole):
-        assert [item for shard in shards for item in shard[step]] == batch
-    resumed = list(StepBatchSampler(20, 6, 3, start_step=2, total_steps=5, rank=1, world_size=3))
-    assert resumed == shards[1][2:]
-
-
-def test_global_batch_must_split_evenly_and_fit_the_data():
-    assert distributed.plan_batches(1000, 256, 8) == distributed.BatchPlan(256, 32, 3)
-    for batch, world in ((10, 4), (4, 4)):
-        with pytest.raises(ConfigError, match="'train.batch_size'"):
-            distributed.plan_batches(1000, batch, world)
-    with pytest.raises(DataError, match=r"has 7 images, fewer than one batch \(train.batch_size=8\)"):
-        distributed.plan_batches(7, 8, 2)
-
-
-def test_new_switches_reject_bad_values_naming_the_key():
-    for item in ("train.compile=maybe", "data.device_augment=gpu"):
-        with pytest.raises(ConfigError, match=item.split("=")[0].replace(".", r"\.")):
-            load_config(PretrainConfig, overrides=[item])
-
-
+# --------------------------------------------------------------------------- torch.compile, SLURM's warning signal
 @pytest.mark.slow
 @pytest.mark.parametrize("method", [["method.name=pixpro"],
                                     ["method.name=pixcon_sr", "method.queue_size=32", "data.require_overlap=true"]])

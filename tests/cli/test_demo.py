@@ -1,4 +1,4 @@
-"""The demo end to end at its smoke-test budget: every row is measured, files are written, bad input is refused."""
+"""cli.demo: ``pixelssl demo`` end to end at its smoke-test budget: every row measured, files written, bad input refused."""
 
 from __future__ import annotations
 

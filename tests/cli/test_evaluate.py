@@ -1,4 +1,4 @@
-"""CLI round trips: ``pixelssl probe`` / ``finetune-seg`` / ``probe-cls`` write eval.json; errors are one line."""
+"""cli.evaluate: ``pixelssl probe`` / ``finetune-seg`` / ``probe-cls`` write eval.json; errors are one line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pixelssl.cli import main
 from pixelssl.models.backbones import build_backbone, save_backbone
 
 TINY_SYNTHETIC = ["synthetic.train_images=6", "synthetic.val_images=3", "synthetic.size=64", "threads=1"]
+pytestmark = pytest.mark.usefixtures("one_thread")  # as the evaluation tests: tiny ops, one thread each
+
 EVAL_KEYS = {"kind", "created", "pixelssl_version", "backbone", "data", "config", "metrics"}
 
 

@@ -1,8 +1,4 @@
-"""Filling large images hole by hole on crops, and folders of images: known pixels kept bit for bit, crops chosen
-as specified, batch mode naming and counting what it skips, no partial output files.
-
-A randomly initialised generator stands in for trained weights: the contracts hold whatever it paints.
-"""
+"""inpaint.fill: any image size (padding, crops per hole) and folders, known pixels kept bit for bit, no partial files."""
 
 import logging
 import time
@@ -13,10 +9,9 @@ import torch
 from PIL import Image
 
 import pixelssl.inpaint.fill as fill_module
-from pixelssl.cli import main
 from pixelssl.errors import PixelSSLError
 from pixelssl.inpaint import fill_folder, fill_image
-from pixelssl.inpaint.fill import Region, fill_images, fill_regions, resolve_strategy
+from pixelssl.inpaint.fill import Region, fill_images, fill_regions, load_generator, pad_to_multiple, resolve_strategy
 
 
 def _image(height, width, seed=0):
@@ -30,32 +25,27 @@ def _hole(height, width, *boxes):
     return hole
 
 
-# ---------------------------------------------------------------------------------------------- the crops
-def test_a_crop_is_the_hole_box_plus_half_its_longer_side():
-    assert fill_regions(_hole(1000, 1000, (300, 400, 256, 100))) == [Region(172, 272, 684, 628)]  # margin 128
-    assert fill_regions(_hole(1000, 1000, (10, 500, 20, 40))) == [Region(0, 468, 62, 572)]  # >= 32, clipped
-
-
-def test_nearby_holes_share_one_crop_and_distant_holes_get_their_own():
-    hole = _hole(1000, 1000, (100, 100, 40, 40), (100, 170, 40, 40), (700, 700, 40, 40))
-    regions = sorted(fill_regions(hole), key=lambda r: r.top)
-    # The first two crops overlap: one crop around their union (100..140 x 100..210, longer side 110 -> margin 55).
-    assert regions == [Region(45, 45, 195, 265), Region(668, 668, 772, 772)]
-
-
-def test_merging_repeats_until_no_crops_overlap():
-    # Crops (columns): a 68..152 and b 128..212 overlap; c 216..300 overlaps neither, but the crop of a + b's union
-    # (100..180, margin 40: 60..220) reaches it, so all three end in one crop around 100..268 (margin 84).
-    hole = _hole(600, 2000, (300, 100, 20, 20), (300, 160, 20, 20), (300, 248, 20, 20))
-    assert fill_regions(hole) == [Region(216, 16, 404, 352)]
-
-
+# ------------------------------------------------------------------------------------- whole, crop or auto
 def test_auto_is_crop_for_images_larger_than_the_working_size():
     assert resolve_strategy("auto", 600, 400) == "crop"
     assert resolve_strategy("auto", 512, 300) == "whole"
     assert resolve_strategy("whole", 4096, 3072) == "whole"
     with pytest.raises(PixelSSLError, match="unknown fill strategy"):
         resolve_strategy("tiles", 10, 10)
+
+
+def test_padding_to_a_multiple_of_eight_mirrors_and_crops_back(weights):
+    x = torch.arange(5 * 11, dtype=torch.float32).view(1, 1, 5, 11)
+    padded = pad_to_multiple(x)
+    assert padded.shape == (1, 1, 8, 16)
+    assert torch.equal(padded[..., :5, :11], x)
+    generator = load_generator(weights)
+    image = torch.randint(0, 256, (3, 13, 21), dtype=torch.uint8)
+    hole = torch.zeros(13, 21, dtype=torch.bool)
+    hole[3:9, 4:12] = True
+    filled, flow = fill_image(generator, image, hole)
+    assert filled.shape == image.shape and flow is None
+    assert torch.equal(filled[:, ~hole], image[:, ~hole])
 
 
 # ------------------------------------------------------------------------------------------ crop strategy
@@ -105,39 +95,8 @@ def test_crops_larger_than_the_working_size_are_filled_scaled_down(generator, mo
 
 
 # --------------------------------------------------------------------------------------------- batch mode
-def _png(path, array):
-    Image.fromarray(array).save(path)
-    return path
-
-
-def _mask(height, width, box=(8, 10, 12, 15)):
-    mask = np.zeros((height, width), np.uint8)
-    mask[box[0]:box[0] + box[2], box[1]:box[1] + box[3]] = 255
-    return mask
-
-
-@pytest.fixture
-def folders(tmp_path):
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    masks.mkdir()
-    rng = np.random.default_rng(0)
-    picture = lambda h, w: rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noqa: E731
-    _png(images / "a.png", picture(29, 37))
-    _png(masks / "a.png", _mask(29, 37))
-    Image.fromarray(picture(32, 40)).save(images / "b.jpg", quality=95)
-    _png(masks / "b.png", _mask(32, 40))
-    _png(images / "c.png", picture(24, 24))  # no mask
-    _png(images / "d.png", picture(24, 30))
-    _png(masks / "d.png", _mask(30, 24))  # width and height swapped
-    _png(images / "e.png", picture(24, 24))
-    Image.fromarray(np.zeros((24, 24), np.uint8)).save(masks / "e.jpg")  # no hole pixels
-    (images / "notes.txt").write_text("not an image")
-    return images, masks, tmp_path / "out"
-
-
-def test_folder_fill_fills_matched_pairs_and_names_and_counts_the_rest(generator, folders, caplog):
-    images, masks, out = folders
+def test_folder_fill_fills_matched_pairs_and_names_and_counts_the_rest(generator, fill_folders, caplog):
+    images, masks, out = fill_folders
     with caplog.at_level(logging.WARNING):
         result = fill_folder(generator, images, masks, out, progress=False)
     assert result.filled == [out / "a.png", out / "b.png"]
@@ -151,32 +110,13 @@ def test_folder_fill_fills_matched_pairs_and_names_and_counts_the_rest(generator
     assert any("d.png" in w and "mask 'd.png' is 24x30 but the image is 30x24" in w for w in warnings)
     assert any("e.png" in w and "no hole pixels" in w for w in warnings)
     original, filled = np.asarray(Image.open(images / "a.png")), np.asarray(Image.open(out / "a.png"))
-    hole = _mask(29, 37) > 0
+    hole = np.asarray(Image.open(masks / "a.png")) > 127
     assert np.array_equal(filled[~hole], original[~hole])
 
 
-def test_cli_fills_a_folder_and_prints_the_count(weights, folders, capsys):
-    images, masks, out = folders
-    code = main(["inpaint", "fill", "--weights", str(weights), "--images", str(images), "--masks", str(masks),
-                 "--out", str(out)])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    text = captured.out + captured.err
-    assert "filled 2, skipped 3 (1 without a mask, 1 with a mask of another size, 1 with an unusable mask)" in text
-    assert "skipped c.png" in text and "skipped d.png" in text
-
-
-@pytest.mark.parametrize("extra", [[], ["--image", "x.png", "--mask", "m.png", "--images", "d", "--masks", "d"],
-                                   ["--images", "d"], ["--image", "x.png", "--masks", "d"]])
-def test_cli_wants_one_image_or_two_folders(weights, tmp_path, capsys, extra):
-    code = main(["inpaint", "fill", "--weights", str(weights), "--out", str(tmp_path / "o"), *extra])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "--images and --masks" in err[0]
-
-
 @pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
-def test_folder_fill_never_leaves_partial_files(generator, folders, monkeypatch, failure):
-    images, masks, out = folders
+def test_folder_fill_never_leaves_partial_files(generator, fill_folders, monkeypatch, failure):
+    images, masks, out = fill_folders
     save = Image.Image.save
     calls = []
 
@@ -195,7 +135,7 @@ def test_folder_fill_never_leaves_partial_files(generator, folders, monkeypatch,
     assert np.asarray(Image.open(out / "a.png")).shape == (29, 37, 3)
 
 
-def test_folder_fill_refuses_to_write_into_its_inputs(generator, folders):
-    images, masks, _ = folders
+def test_folder_fill_refuses_to_write_into_its_inputs(generator, fill_folders):
+    images, masks, _ = fill_folders
     with pytest.raises(PixelSSLError, match="must differ"):
         fill_folder(generator, images, masks, images, progress=False)

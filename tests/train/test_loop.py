@@ -1,4 +1,4 @@
-"""End-to-end pre-training on CPU: the loss drops, resume is bit-identical, failures are clean."""
+"""train.loop: end-to-end pre-training on CPU: the loss drops, resume is bit-identical, failures are clean."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pixelssl.config import ConfigError, PretrainConfig, load_config
+from pixelssl.config import PretrainConfig, load_config
 from pixelssl.engine.checkpoint import load_checkpoint
 from pixelssl.engine.logger import read_metrics
 from pixelssl.errors import PixelSSLError, TrainingDiverged
@@ -116,10 +116,3 @@ def test_corrupt_image_is_skipped_with_one_warning(tmp_path, caplog):
         result = pretrain(cfg)
     assert result.skipped_files == 1
     assert sum("broken.jpg" in r.getMessage() for r in caplog.records) == 1
-
-
-def test_bad_config_key_names_the_nearest_valid_key():
-    with pytest.raises(ConfigError, match="did you mean 'train.base_lr'"):
-        load_config(PretrainConfig, overrides=["train.lr=0.1"])
-    with pytest.raises(ConfigError, match="method.name"):
-        load_config(PretrainConfig, overrides=["method.name=simclr"])

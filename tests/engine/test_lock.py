@@ -1,10 +1,8 @@
-"""Run-directory locking and the stop-signal flag, in isolation (the end-to-end kill tests are in
-test_preemption.py)."""
+"""engine.lock: one writer per run directory; a live owner is named and refused, a dead one's lock is taken over."""
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +10,6 @@ import sys
 import pytest
 
 from pixelssl.engine.lock import RunLock
-from pixelssl.engine.preemption import StopRequest
 from pixelssl.errors import RunLocked
 
 
@@ -49,17 +46,13 @@ def test_lock_from_another_host_is_refused_with_a_hint(tmp_path):
         RunLock(tmp_path).acquire()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
-def test_stop_signals_set_the_flag_and_handlers_are_restored(sig):
-    before = signal.getsignal(sig)
-    with StopRequest() as stop:
-        assert not stop.requested
-        os.kill(os.getpid(), sig)
-        assert stop.requested and stop.signal_name == signal.Signals(sig).name
-    assert signal.getsignal(sig) == before
-
-
-def test_second_ctrl_c_interrupts_immediately():
-    with StopRequest(), pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGINT)
+def test_release_removes_our_own_lock_only(tmp_path):
+    lock = RunLock(tmp_path)
+    lock.acquire()
+    assert lock.held and (tmp_path / ".lock").read_text() == f"{socket.gethostname()} {os.getpid()}\n"
+    lock.release()
+    assert not lock.held and not (tmp_path / ".lock").exists()
+    lock.release()  # twice is harmless
+    with RunLock(tmp_path):
+        (tmp_path / ".lock").write_text("some-other-host 1234\n")  # replaced by hand while we held it
+    assert (tmp_path / ".lock").read_text() == "some-other-host 1234\n"  # someone else's lock is left alone

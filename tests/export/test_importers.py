@@ -1,6 +1,4 @@
-"""pixelssl import: released PixPro / DenseCL / PixCon / MoCo / detectron2 / torchvision checkpoints, built here in each
-release's exact layout (wrapper dict, prefixes, module names, non-tensor entries), give our backbone the release
-encoder's features; heads map only where they are ours layer for layer; pickled code is refused in one line."""
+"""export.importers: released checkpoints in each release's exact layout give our backbone and heads; pickled code refused."""
 
 from __future__ import annotations
 

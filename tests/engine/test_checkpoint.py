@@ -1,5 +1,4 @@
-"""Checkpoint integrity: checksums verified on load, fallback past corrupt files, failed writes lose nothing,
-and pickled code is refused."""
+"""engine.checkpoint: checksums verified, fallback past corrupt files, rotation, failed writes lose nothing, no pickled code."""
 
 from __future__ import annotations
 
@@ -11,7 +10,14 @@ import pickle
 import pytest
 import torch
 
-from pixelssl.engine.checkpoint import CheckpointError, load_checkpoint, load_newest_valid, save_checkpoint
+from pixelssl.engine.checkpoint import (
+    CheckpointError,
+    last_checkpoint_note,
+    load_checkpoint,
+    load_newest_valid,
+    save_checkpoint,
+    step_checkpoints,
+)
 from pixelssl.io import sha256_file
 
 
@@ -103,13 +109,27 @@ def test_pickled_code_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_backbone_and_inpaint_loaders_refuse_pickled_code(tmp_path, monkeypatch):
-    from pixelssl.models.backbones import build_backbone
+def test_last_pt_is_the_newest_step_file_and_numbered_files_are_listed_oldest_first(tmp_path):
+    _write_steps(tmp_path, [3, 12, 7])
+    (tmp_path / "step_notes.pt").write_bytes(b"")  # not a numbered checkpoint
+    assert step_checkpoints(tmp_path) == [(3, tmp_path / "step_00000003.pt"), (7, tmp_path / "step_00000007.pt"),
+                                          (12, tmp_path / "step_00000012.pt")]
+    assert os.path.samefile(tmp_path / "last.pt", tmp_path / "step_00000007.pt")  # the last written, by a hard link
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 7
 
-    monkeypatch.chdir(tmp_path)
-    path = tmp_path / "evil_weights.pt"
-    torch.save({"conv1.weight": _Exploit()}, path)
-    with pytest.raises(Exception) as exc:
-        build_backbone("resnet18", str(path))
-    assert "Traceback" not in str(exc.value)
-    assert not (tmp_path / "PWNED").exists()
+
+def test_the_note_of_a_stopped_run_names_its_last_checkpoint(tmp_path):
+    assert last_checkpoint_note(tmp_path) == "no checkpoint was written yet"
+    _write_steps(tmp_path, [1])
+    assert last_checkpoint_note(tmp_path) == f"last good checkpoint: {tmp_path / 'last.pt'}"
+
+
+def test_a_checkpoint_copied_without_its_checksum_loads_with_a_warning(tmp_path, caplog):
+    _write_steps(tmp_path / "run", [1])
+    copy = tmp_path / "copied.pt"
+    copy.write_bytes((tmp_path / "run" / "step_00000001.pt").read_bytes())
+    with caplog.at_level(logging.WARNING):
+        assert load_checkpoint(copy)["step"] == 1
+    assert "has no recorded checksum" in caplog.text
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")

@@ -1,29 +1,9 @@
-"""Teacher momentum schedule and EMA, and the negatives queue."""
-
-import math
+"""models.queue: the FIFO queue of negatives wraps around, keeps the newest keys, and hands out snapshots."""
 
 import pytest
 import torch
-from torch import nn
 
-from pixelssl.models.momentum import cosine_momentum, ema_update_, make_teacher
 from pixelssl.models.queue import FeatureQueue
-
-
-@pytest.mark.parametrize("step,expected", [(0, 0.99), (50, 0.995), (100, 1.0), (25, 1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2)])
-def test_cosine_momentum_schedule(step, expected):
-    assert math.isclose(cosine_momentum(0.99, step, 100), expected, rel_tol=1e-12)
-
-
-def test_ema_update_moves_teacher_towards_student():
-    student = nn.Linear(3, 2)
-    teacher = make_teacher(student)
-    assert all(not p.requires_grad for p in teacher.parameters())
-    before = teacher.weight.clone()
-    with torch.no_grad():
-        student.weight.add_(1.0)
-    ema_update_(teacher, student, 0.9)
-    assert torch.allclose(teacher.weight, 0.9 * before + 0.1 * student.weight)
 
 
 def test_queue_wraps_around():
@@ -48,3 +28,12 @@ def test_snapshot_is_a_copy_the_next_enqueue_does_not_change():
     before = snapshot.clone()
     queue.enqueue(torch.ones(2, 2))
     assert torch.equal(snapshot, before) and not torch.equal(queue.keys, before)
+
+
+def test_a_new_queue_holds_unit_vectors_and_an_empty_one_is_refused():
+    queue = FeatureQueue(dim=8, size=6)
+    assert queue.keys.shape == (6, 8) and int(queue.ptr) == 0 and queue.size == 6
+    torch.testing.assert_close(queue.keys.norm(dim=1), torch.ones(6))
+    assert set(dict(queue.named_buffers())) == {"keys", "ptr"}  # checkpointed with the model
+    with pytest.raises(ValueError, match="queue size must be >= 1"):
+        FeatureQueue(dim=8, size=0)

@@ -1,8 +1,4 @@
-"""``pixelssl inpaint import DIR``: the release's TensorFlow checkpoint read without TensorFlow, mapped exactly.
-
-The bundles are written by ``tf_bundle_writer`` (from the format's specification, independent of the reader) with
-the release generator's variable names and shapes and random values; one slow test writes one with TensorFlow.
-"""
+"""inpaint.release_weights: ``pixelssl inpaint import DIR`` maps the release's TensorFlow checkpoint exactly."""
 
 import json
 import struct
@@ -12,31 +8,16 @@ import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
-from tf_bundle_writer import RELEASE_GENERATOR, release_extras, release_generator_tensors, write_bundle
-from tf_bundle_writer import crc32c as writer_crc32c
+from tf_bundle_writer import RELEASE_GENERATOR, release_extras, write_bundle
 
 from pixelssl.cli import main
 from pixelssl.errors import WeightsFileError
 from pixelssl.inpaint.fill import fill_image, load_generator
 from pixelssl.inpaint.networks import InpaintGenerator
 from pixelssl.inpaint.release_weights import import_release, write_release_generator
-from pixelssl.inpaint.tf_checkpoint import TensorBundle, crc32c, mask_crc, unmask_crc
+from pixelssl.inpaint.tf_checkpoint import TensorBundle
 
 GENERATOR_VARIABLES = 2 * len(RELEASE_GENERATOR)  # 42 convs, kernel + bias each
-
-
-@pytest.fixture(scope="module")
-def release_tensors():
-    return {**release_generator_tensors(), **release_extras()}
-
-
-@pytest.fixture(scope="module")
-def release_dir(tmp_path_factory, release_tensors):
-    """A release-like model folder: `checkpoint` naming snap-0, plus snap-0.index / .data-00000-of-00001."""
-    folder = tmp_path_factory.mktemp("model_logs") / "release_places2_256"
-    write_bundle(folder / "snap-0", release_tensors)
-    (folder / "checkpoint").write_text('model_checkpoint_path: "snap-0"\nall_model_checkpoint_paths: "snap-0"\n')
-    return folder
 
 
 def _copy_bundle(tmp_path, tensors, **options):
@@ -68,44 +49,6 @@ def _hand_loaded_generator(tensors, rgb=True):
             conv.weight.copy_(kernel)
             conv.bias.copy_(bias)
     return generator
-
-
-def test_crc32c_is_castagnoli_and_masked_like_tensorflow():
-    assert crc32c(b"123456789") == writer_crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
-    data = np.random.default_rng(0).integers(0, 256, 200_003, dtype=np.uint8).tobytes()  # vectorised lanes + tail
-    assert crc32c(data) == writer_crc32c(data)
-    assert crc32c(data[1000:], crc32c(data[:1000])) == crc32c(data)
-    assert all(unmask_crc(mask_crc(c)) == c for c in (0, 1, 0xE3069283, 0xFFFFFFFF))
-
-
-def test_reader_reads_back_every_tensor_exactly(release_dir, release_tensors):
-    bundle = TensorBundle.open(release_dir)
-    assert bundle.prefix == release_dir / "snap-0" and bundle.header.num_shards == 1
-    assert set(bundle.entries) == set(release_tensors)
-    for name, expected in release_tensors.items():
-        value = bundle.read(name)
-        assert value.dtype == expected.dtype and value.shape == expected.shape, name
-        assert np.array_equal(value, expected), name
-
-
-@pytest.mark.parametrize("block_size,restart_interval", [(256, 16), (64, 3), (1 << 20, 1)])
-def test_reader_follows_several_data_blocks_and_prefix_compressed_keys(tmp_path, block_size, restart_interval):
-    rng = np.random.default_rng(1)
-    tensors = {f"scope/layer_{i:03d}/{kind}": rng.standard_normal((i % 4 + 1, 3)).astype(np.float32)
-               for i in range(60) for kind in ("kernel", "bias", "kernel/Adam")}
-    folder = _copy_bundle(tmp_path, tensors, block_size=block_size, restart_interval=restart_interval)
-    bundle = TensorBundle.open(folder / "snap-0.index")
-    assert set(bundle.entries) == set(tensors)
-    assert all(np.array_equal(bundle.read(n), v) for n, v in tensors.items())
-
-
-def test_checkpoint_folder_prefix_and_google_drive_names_resolve(tmp_path):
-    folder = _copy_bundle(tmp_path, {"a": np.ones(2, np.float32)})
-    assert TensorBundle.open(folder).prefix == folder / "snap-0"  # only one .index: no checkpoint file needed
-    (folder / "checkpoint.txt").write_text('model_checkpoint_path: "/home/someone/model_logs/x/snap-0"\n')
-    assert TensorBundle.open(folder).prefix == folder / "snap-0"  # renamed by Google Drive, foreign absolute path
-    assert TensorBundle.open(folder / "snap-0").prefix == folder / "snap-0"
-    assert TensorBundle.open(folder / "snap-0.data-00000-of-00001").prefix == folder / "snap-0"
 
 
 def test_import_maps_every_generator_variable_and_ignores_the_rest(release_dir, release_tensors):
@@ -258,24 +201,3 @@ def test_a_folder_without_a_checkpoint_or_its_data_file_is_one_line(tmp_path, ca
     (folder / "snap-0.data-00000-of-00001").unlink()
     with pytest.raises(WeightsFileError, match="data file .*snap-0.data-00000-of-00001' does not exist"):
         TensorBundle.open(folder)
-
-
-@pytest.mark.slow
-def test_reads_a_checkpoint_that_tensorflow_wrote(tmp_path):
-    tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed (it is not a dependency)")
-    tf1 = tf.compat.v1
-    values = {"inpaint_net/conv1/kernel": np.random.default_rng(0).standard_normal((5, 5, 5, 32)).astype(np.float32),
-              "inpaint_net/conv1/bias": np.arange(32, dtype=np.float32),
-              "global_step": np.array(7, np.int64), "beta2_power": np.array(0.81, np.float64)}
-    graph = tf.Graph()
-    with graph.as_default():
-        variables = [tf1.get_variable(name, initializer=tf.constant(value)) for name, value in values.items()]
-        saver = tf1.train.Saver(variables)
-        with tf1.Session(graph=graph) as session:
-            session.run(tf1.global_variables_initializer())
-            saved = saver.save(session, str(tmp_path / "model_logs" / "snap"), global_step=0)
-    bundle = TensorBundle.open(tmp_path / "model_logs")  # via the `checkpoint` file TF wrote
-    assert str(bundle.prefix) == saved
-    assert set(bundle.entries) == set(values)
-    for name, value in values.items():
-        assert np.array_equal(bundle.read(name), value), name

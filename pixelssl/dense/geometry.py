@@ -1,4 +1,4 @@
-"""Feature-map cells in source-image coordinates (the geometry contract of DESIGN.md).
+"""Feature-map cells in source-image coordinates (the geometry contract of docs/design.md).
 
 A view's box is ``(x0, y0, x1, y1)`` normalised per axis to [0, 1] as PixPro's release does
 (inclusive pixel indices divided by size - 1), plus a flip flag. A flipped view's cells run right

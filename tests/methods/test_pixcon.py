@@ -29,7 +29,7 @@ def test_similarity_matching_picks_the_planted_argmax(tiny_method, two_view_batc
 
 
 def _centre(box, flipped, i, j, h, w):
-    """DESIGN.md's cell-centre formula, one cell at a time."""
+    """The cell-centre formula of docs/design.md (Contracts: Geometry), one cell at a time."""
     x0, y0, x1, y1 = box
     if flipped:
         x0, x1 = x1, x0

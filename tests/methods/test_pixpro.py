@@ -18,7 +18,7 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _centre(box, flipped, n, side):
-    """DESIGN.md's cell-centre formula for cell n of a side x side map, one cell at a time."""
+    """The cell-centre formula of docs/design.md (Contracts: Geometry) for cell n of a side x side map, one cell at a time."""
     x0, y0, x1, y1 = box
     if flipped:
         x0, x1 = x1, x0

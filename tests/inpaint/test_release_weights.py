@@ -14,7 +14,7 @@ from pixelssl.cli import main
 from pixelssl.errors import WeightsFileError
 from pixelssl.inpaint.fill import fill_image, load_generator
 from pixelssl.inpaint.networks import InpaintGenerator
-from pixelssl.inpaint.release_weights import import_release, write_release_generator
+from pixelssl.inpaint.release_weights import import_release, release_variables, to_torch, write_release_generator
 from pixelssl.inpaint.tf_checkpoint import TensorBundle
 
 GENERATOR_VARIABLES = 2 * len(RELEASE_GENERATOR)  # 42 convs, kernel + bias each
@@ -201,3 +201,43 @@ def test_a_folder_without_a_checkpoint_or_its_data_file_is_one_line(tmp_path, ca
     (folder / "snap-0.data-00000-of-00001").unlink()
     with pytest.raises(WeightsFileError, match="data file .*snap-0.data-00000-of-00001' does not exist"):
         TensorBundle.open(folder)
+
+
+def _tensorflow_python() -> str | None:
+    """A Python that can import TensorFlow: this one, or the one named by PIXELSSL_TF_PYTHON (a separate venv, so
+    that TensorFlow's own numpy and protobuf pins never meet the test environment)."""
+    import importlib.util
+    import os
+    import sys
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        return sys.executable
+    return os.environ.get("PIXELSSL_TF_PYTHON") or None
+
+
+@pytest.mark.slow
+def test_imports_the_release_generator_from_a_checkpoint_tensorflow_wrote(tmp_path, capsys):
+    import subprocess
+    from pathlib import Path
+
+    python = _tensorflow_python()
+    if python is None:
+        pytest.skip("TensorFlow is not installed here and PIXELSSL_TF_PYTHON names no Python that has it")
+    folder = tmp_path / "release_places2_256"
+    folder.mkdir()
+    writer = Path(__file__).resolve().parent / "tf_release_writer.py"
+    proc = subprocess.run([python, str(writer), str(folder)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    values = {name.replace("|", "/"): value for name, value in np.load(folder / "values.npz").items()}
+    imported = import_release(folder)  # through the `checkpoint` file TensorFlow wrote
+    assert len(imported.state) == GENERATOR_VARIABLES and sorted(imported.ignored) == sorted(release_extras())
+    for name, key in release_variables().items():  # every value as TensorFlow stored it, mapped as documented
+        layer, kind = name.split("/", 1)[1].rsplit("/", 1)
+        assert torch.equal(imported.state[key], to_torch(layer, kind, values[name])), name
+    assert torch.equal(imported.state["coarse.encoder.1.0.weight"],  # and one by hand: HWIO -> OIHW
+                       torch.from_numpy(values["inpaint_net/conv2_downsample/kernel"]).permute(3, 2, 0, 1))
+    code, out, _ = _run(capsys, "import", str(folder), "--out", str(tmp_path / "generator.safetensors"))
+    assert code == 0 and "used 84 tensors (42 convs)" in out
+    loaded = load_generator(tmp_path / "generator.safetensors")
+    state = loaded.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in imported.state.items())

@@ -161,3 +161,27 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 def make_run():
     """``make_run(root, name, *overrides)``: train another tiny run as ``runs`` does."""
     return _tiny_run
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A small untrained inpainting generator (cnum 8) saved as a weights file, once per module."""
+    from pixelssl.config import load_config
+    from pixelssl.inpaint.config import InpaintConfig
+    from pixelssl.inpaint.train import build_generator, save_generator
+
+    cfg = load_config(InpaintConfig, overrides=["model.cnum=8"])
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "generator.safetensors"
+    save_generator(build_generator(cfg.model), cfg.model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The synthetic scenes exported as a COCO dataset: 5 train / 2 val images of 64 px, 4 classes, once per module."""
+    from pixelssl.data.synthetic_coco import export_synthetic_coco
+
+    root = tmp_path_factory.mktemp("coco")
+    export_synthetic_coco(root, train_images=5, val_images=2, size=64, num_classes=4, seed=3)
+    return root

@@ -9,21 +9,8 @@ import torch
 from PIL import Image
 
 from pixelssl.cli import main
-from pixelssl.config import load_config
-from pixelssl.inpaint.config import InpaintConfig
-from pixelssl.inpaint.train import build_generator, save_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # as the inpainting tests: many small ops, one thread
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """A small untrained generator (cnum 8) saved as a weights file, once per module."""
-    cfg = load_config(InpaintConfig, overrides=["model.cnum=8"])
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "generator.safetensors"
-    save_generator(build_generator(cfg.model), cfg.model, path)
-    return path
 
 
 @pytest.fixture

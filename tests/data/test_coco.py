@@ -11,17 +11,9 @@ import pytest
 import torch
 
 from pixelssl.data.coco import CocoDetection, coco_subset, read_coco_json, subset_size, write_coco_json
-from pixelssl.data.synthetic_coco import export_synthetic_coco
 from pixelssl.errors import DataError
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("coco")
-    export_synthetic_coco(root, train_images=5, val_images=2, size=SIZE, num_classes=4, seed=3)
-    return root
 
 
 @pytest.fixture

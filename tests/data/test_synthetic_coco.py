@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -14,13 +13,6 @@ from pixelssl.data.synthetic import SyntheticScenes
 from pixelssl.data.synthetic_coco import export_synthetic_coco
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("coco")
-    export_synthetic_coco(root, train_images=5, val_images=2, size=SIZE, num_classes=4, seed=3)
-    return root
 
 
 def test_export_loads_in_pycocotools_with_boxes_and_areas_of_the_masks(exported):

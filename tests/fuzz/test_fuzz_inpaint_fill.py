@@ -31,12 +31,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pixelssl.cli import main
-from pixelssl.config import load_config
 from pixelssl.errors import PixelSSLError
-from pixelssl.inpaint.config import InpaintConfig
 from pixelssl.inpaint.fill import SKIP_KINDS, fill_folder, load_generator
 from pixelssl.inpaint.masks import load_mask
-from pixelssl.inpaint.train import build_generator, save_generator
 
 try:  # image decoding moved to data/decode.py (issue #19)
     from pixelssl.data.decode import read_rgb
@@ -44,15 +41,6 @@ except ModuleNotFoundError:
     from pixelssl.data.datasets import read_rgb
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    cfg = load_config(InpaintConfig, overrides=["model.cnum=8"])
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "generator.safetensors"
-    save_generator(build_generator(cfg.model), cfg.model, path)
-    return path
 
 
 class _Loaded:

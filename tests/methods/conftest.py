@@ -1,12 +1,20 @@
-"""Tiny methods and two-view batches for the method tests (ResNet-18 with narrow heads on 64-96 px views)."""
+"""Tiny methods and two-view batches for the method tests (ResNet-18 with narrow heads on 64-96 px views); the helper
+module next to the tests (``reference_geometry``) importable."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from pixelssl.config import PretrainConfig, load_config
 from pixelssl.methods import build_method
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 # Narrow heads and short queues; presets supply everything else (recipe switches, temperature, momentum).
 TINY_MODEL = ["model.backbone=resnet18", "model.proj_hidden_dim=32", "model.proj_dim=16"]

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from reference_geometry import cell_centre
 from torch import nn
 
 from pixelssl.dense.matching import cells_in_other_view, intersection_grid_cells
@@ -28,12 +29,6 @@ def test_similarity_matching_picks_the_planted_argmax(tiny_method, two_view_batc
     assert weights.shape == (4, 9) and torch.isfinite(weights).all()
 
 
-def _centre(box, flipped, i, j, h, w):
-    """The cell-centre formula of docs/design.md (Contracts: Geometry), one cell at a time."""
-    x0, y0, x1, y1 = box
-    if flipped:
-        x0, x1 = x1, x0
-    return x0 + (j + 0.5) * (x1 - x0) / w, y0 + (i + 0.5) * (y1 - y0) / h
 
 
 def test_coordinate_match_is_the_geometrically_nearest_cell(tiny_method):
@@ -50,9 +45,9 @@ def test_coordinate_match_is_the_geometrically_nearest_cell(tiny_method):
     h, w = shape
     for b in range(6):
         box1, box2 = batch["box1"][b].tolist(), batch["box2"][b].tolist()
-        keys = [_centre(box2, bool(batch["flip2"][b]), i, j, h, w) for i in range(h) for j in range(w)]
+        keys = [cell_centre(box2, bool(batch["flip2"][b]), i, j, h, w) for i in range(h) for j in range(w)]
         for n in range(h * w):
-            x, y = _centre(box1, bool(batch["flip1"][b]), n // w, n % w, h, w)
+            x, y = cell_centre(box1, bool(batch["flip1"][b]), n // w, n % w, h, w)
             nearest = min(range(h * w), key=lambda m: math.hypot(keys[m][0] - x, keys[m][1] - y))
             inside = box2[0] <= x <= box2[2] and box2[1] <= y <= box2[3]
             assert int(index[b, n]) == nearest, (b, n)

@@ -7,15 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_geometry import cell_centre
 
 
 def _centre(box, flipped, n, side):
-    """The cell-centre formula of docs/design.md (Contracts: Geometry) for cell n of a side x side map, one cell at a time."""
-    x0, y0, x1, y1 = box
-    if flipped:
-        x0, x1 = x1, x0
-    i, j = divmod(n, side)
-    return x0 + (j + 0.5) * (x1 - x0) / side, y0 + (i + 0.5) * (y1 - y0) / side
+    """Cell n of a side x side map (row-major), by the hand formula of ``reference_geometry``."""
+    return cell_centre(box, flipped, *divmod(n, side), side, side)
 
 
 @pytest.mark.parametrize("queue_size", [0, 12])

@@ -116,19 +116,15 @@ def pretrain(cfg: PretrainConfig | None = None, resume: str | Path | None = None
     if cfg.train.figure_every and figures is None:
         log.warning("train.figure_every=%d, but pretrain() was given no figure drawer (figures=pixelssl.report."
                     "figures.TensorBoardFigures()); no figures this run", cfg.train.figure_every)
-    ctx = distributed.init(cfg.train.device)
     package_log = logging.getLogger("pixelssl")
     level = package_log.level
-    if not ctx.is_main:
-        package_log.setLevel(logging.WARNING)  # rank 0 reports; the others only warn
-    finished = False
-    try:
-        result = _pretrain(cfg, state, ckpt_path, ctx, figures)
-        finished = True
-        return result
-    finally:
-        package_log.setLevel(level)
-        distributed.shutdown(ctx, wait=finished)
+    with distributed.process_group(cfg.train.device) as ctx:
+        if not ctx.is_main:
+            package_log.setLevel(logging.WARNING)  # rank 0 reports; the others only warn
+        try:
+            return _pretrain(cfg, state, ckpt_path, ctx, figures)
+        finally:
+            package_log.setLevel(level)
 
 
 def _pretrain(cfg: PretrainConfig, state: dict | None, ckpt_path: Path | None,

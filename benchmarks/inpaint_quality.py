@@ -20,8 +20,9 @@ each costs a generator forward and a critic update on a fresh batch, five of the
 own step, while the adversarial terms weigh 0.001 against the L1 terms' 1.2), on a fresh batch as released;
 everything else (critics of ``2 * cnum`` channels, losses, Adam betas, discount 0.9, TF padding and resizes,
 Glorot init, rectangular training holes) is the release's, as ``pixelssl inpaint train`` defaults.
-``--gamma 0.99`` trains with the paper's discount instead (its own runs and rows), to pick ``loss.gamma``'s
-default.
+``--gamma 0.99 --models full`` trains the full model with the paper's discount instead (its own run and rows);
+the tables always describe the default discount and add a section that compares the full model trained with each
+discount, chunk by chunk and image by image, to pick ``loss.gamma``'s default.
 
 Resumable, with a curve. Each model's run lives in ``runs/inpaint_quality/<model>_<settings hash>/`` and trains
 in ``--chunks`` chunks (default 6 of budget / 6): each chunk resumes the run (``train_inpainting(resume=...)``, exact
@@ -72,6 +73,8 @@ HOLES = {"large": "large rectangular holes", "freeform": "free-form strokes"}
 PER_IMAGE = ("hole_psnr", "hole_ssim")  # kept image by image in the rows, for the paired goal check
 GOALS = (("full", "telea"), ("full", "ns"), ("full", "no_ca"))  # full model beats each, large holes
 EVAL_BATCH = 4
+DEFAULT_GAMMA = 0.9  # the release config's spatial discount, pixelssl's loss.gamma default
+DISCOUNTS = (0.9, 0.99)  # release config, paper
 
 
 def key_of(*parts: object) -> str:
@@ -269,21 +272,64 @@ def finish(row: dict, args: argparse.Namespace, rows: list[dict]) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- tables
+def with_gamma(args: argparse.Namespace, gamma: float) -> argparse.Namespace:
+    """The same settings with another discount (``run_gamma`` keeps the one this run was started with)."""
+    return argparse.Namespace(**{"run_gamma": args.gamma, **vars(args), "gamma": gamma})
+
+
+def model_curve(name: str, args: argparse.Namespace, rows: list[dict], ekey: str) -> dict:
+    """A model's calibration, chunk targets, measured curve, final row (None until the budget is spent) and latest row."""
+    calibration = find_calibration(name, args, rows)
+    chunks = {r["steps"]: r for r in rows if r.get("kind") == "chunk" and r.get("model") == name
+              and r.get("train_key") == train_key(name, args) and r.get("eval_key") == ekey}
+    targets = chunk_targets(calibration, args) if calibration else sorted(chunks)
+    curve = [chunks[s] for s in targets if s in chunks]
+    final = chunks.get(targets[-1]) if targets else None
+    return {"calibration": calibration, "targets": targets, "curve": curve, "final": final,
+            "latest": curve[-1] if curve else None}
+
+
 def collect(rows: list[dict], args: argparse.Namespace) -> dict:
     """The rows of the current settings: classical rows by method, and each model's curve and final row."""
     ekey = key_of(eval_settings(args))
     classical = {r["method"]: r for r in rows if r.get("kind") == "classical" and r.get("eval_key") == ekey}
-    models = {}
-    for name in MODELS:
-        calibration = find_calibration(name, args, rows)
-        chunks = {r["steps"]: r for r in rows if r.get("kind") == "chunk" and r.get("model") == name
-                  and r.get("train_key") == train_key(name, args) and r.get("eval_key") == ekey}
-        targets = chunk_targets(calibration, args) if calibration else sorted(chunks)
-        curve = [chunks[s] for s in targets if s in chunks]
-        final = chunks.get(targets[-1]) if targets else None
-        models[name] = {"calibration": calibration, "targets": targets, "curve": curve, "final": final,
-                        "latest": curve[-1] if curve else None}
-    return {"classical": classical, "models": models}
+    return {"classical": classical, "models": {name: model_curve(name, args, rows, ekey) for name in MODELS}}
+
+
+def discount_comparison(rows: list[dict], args: argparse.Namespace) -> tuple[list[dict], list[str]]:
+    """The full model trained with each spatial discount (same CPU budget), against the default's, paired by image at
+    the last chunk both runs have reached (the same fraction of the budget)."""
+    ekey = key_of(eval_settings(args))
+    curves = {g: model_curve("full", with_gamma(args, g), rows, ekey)["curve"] for g in sorted({*DISCOUNTS, args.run_gamma})}
+    curves = {g: c for g, c in curves.items() if c}
+    if DEFAULT_GAMMA not in curves or len(curves) < 2:
+        return [], []
+    lines = ["**Spatial discount** (`loss.gamma`, the weight of the hole L1 at distance d from the known pixels is "
+             "gamma^d): the full model trained with each discount for the same CPU budget, each scored at the last "
+             "chunk both runs have reached; differences from the default "
+             f"{DEFAULT_GAMMA:g}, mean over the images with its 95% t-interval.", "",
+             "| discount | chunk | steps | large: hole PSNR | large: hole SSIM | free-form: hole PSNR | "
+             "free-form: hole SSIM | large PSNR vs default | large SSIM vs default |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    found = []
+    for gamma, curve in curves.items():
+        k = min(len(curve), len(curves[DEFAULT_GAMMA])) - 1
+        row, base = curve[k], curves[DEFAULT_GAMMA][k]
+        entry = {"gamma": gamma, "chunk": row["chunk"], "steps": row["steps"], "base_steps": base["steps"],
+                 **{f"{kind}_{m}": row["metrics"][kind][m] for kind in HOLES for m in PER_IMAGE}}
+        cells = []
+        for metric, fmt in (("hole_psnr", "{:+.2f}"), ("hole_ssim", "{:+.4f}")):
+            diff = None if gamma == DEFAULT_GAMMA else paired_difference(
+                *(dict(enumerate(r["per_image"]["large"][metric])) for r in (row, base)))
+            entry[f"large_{metric}_vs_default"] = diff and {k2: diff[k2] for k2 in ("mean", "low", "high")}
+            cells.append("-" if diff is None else f"{fmt.format(diff['mean'])} [{fmt.format(diff['low'])}, "
+                                                  f"{fmt.format(diff['high'])}]")
+        found.append(entry)
+        m = {kind: row["metrics"][kind] for kind in HOLES}
+        lines.append(f"| {gamma:g}{' (default)' if gamma == DEFAULT_GAMMA else ''} | {row['chunk']}/{row['chunks']} | "
+                     f"{row['steps']} | {m['large']['hole_psnr']:.2f} | {m['large']['hole_ssim']:.4f} | "
+                     f"{m['freeform']['hole_psnr']:.2f} | {m['freeform']['hole_ssim']:.4f} | " + " | ".join(cells) + " |")
+    return found, [*lines, ""]
 
 
 def goal_checks(found: dict) -> list[dict]:
@@ -366,6 +412,8 @@ def summarise(rows: list[dict], args: argparse.Namespace) -> tuple[dict, str]:
                          f"[{fmt.format(c['low'])}, {fmt.format(c['high'])}] | {'yes' if c['beats'] else 'no'} | "
                          f"{'yes' if c['shown'] else 'no'} |")
         lines.append("")
+    summary["discount"], discount_lines = discount_comparison(rows, args)
+    lines += discount_lines
     lines += ["Curve: hole PSNR (dB) after each chunk, against CPU-minutes of training (steps x the calibrated step "
               "time)." + "".join(f" {LABELS[n]}: large {r['metrics']['large']['hole_psnr']:.2f}, free-form "
                                  f"{r['metrics']['freeform']['hole_psnr']:.2f}." for n, r in found["classical"].items()),
@@ -396,7 +444,8 @@ def summarise(rows: list[dict], args: argparse.Namespace) -> tuple[dict, str]:
 
 
 def write_tables(rows: list[dict], args: argparse.Namespace, show: bool = False) -> None:
-    summary, table = summarise(rows, args)
+    """The tables of the default discount's settings (a run with another ``--gamma`` adds to their discount section)."""
+    summary, table = summarise(rows, with_gamma(args, DEFAULT_GAMMA))
     summary["machine"] = machine()
     (args.results / f"{NAME}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.results / f"{NAME}.md").write_text(table + "\n")
@@ -446,8 +495,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="release: 16")
     parser.add_argument("--lr", type=float, default=5e-4, help="Adam lr (release: 1e-4; higher for short budgets)")
     parser.add_argument("--critic-steps", type=int, default=1, help="critic steps per generator step (release: 5)")
-    parser.add_argument("--gamma", type=float, default=0.9,
+    parser.add_argument("--gamma", type=float, default=DEFAULT_GAMMA,
                         help="spatial discount of the hole L1 (release config 0.9, paper 0.99): compare both")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+                        help="models to train and score (e.g. --gamma 0.99 --models full)")
     parser.add_argument("--eval-images", type=int, default=101, help="first N validation images (CamVid val has 101)")
     parser.add_argument("--seed", type=int, default=0, help="training and hole seed")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default: all cores)")
@@ -495,7 +546,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{NAME}: CamVid not found at {args.camvid} (expected train/images and val/images; "
                          f"see --camvid or PIXELSSL_CAMVID)")
     started, measured = time.perf_counter(), len(rows)
-    calibrations = {name: calibrate(name, args, rows) for name in MODELS}  # both timed before anything loads the CPU
+    calibrations = {name: calibrate(name, args, rows) for name in args.models}  # both timed before anything loads the CPU
     if args.calibrate_only:
         return
     data = evaluation_data(args)
@@ -503,7 +554,7 @@ def main(argv: list[str] | None = None) -> None:
         measure_classical(name, args, rows, data)
     targets = {name: chunk_targets(c, args) for name, c in calibrations.items()}
     for chunk in range(args.chunks):  # chunks outermost: an interrupted run has both curves to the same point
-        for name in MODELS:
+        for name in args.models:
             measure_chunk(name, chunk + 1, targets[name][chunk], calibrations[name], args, rows, data)
     write_tables(rows, args, show=True)
     new = sum(r.get("kind") in ("chunk", "classical") for r in rows[measured:])

@@ -82,6 +82,32 @@ def test_quick_benchmark_measures_resumes_and_extends_a_budget(tmp_path, capsys)
     assert (results / "inpaint_quality.png").stat().st_size > 0
 
 
+def test_a_second_discount_trains_only_the_full_model_and_is_compared_with_the_default(tmp_path):
+    bench = _benchmark()
+    camvid, results, runs = tmp_path / "camvid", tmp_path / "results", tmp_path / "runs"
+    _folder(camvid / "train" / "images", 4, 0)
+    _folder(camvid / "val" / "images", 3, 1)
+    common = ["--quick", "--camvid", str(camvid), "--results", str(results), "--runs", str(runs)]
+    bench.main(common)
+    assert "Spatial discount" not in (results / "inpaint_quality.md").read_text()
+    before = _rows(results)
+
+    bench.main([*common, "--gamma", "0.99", "--models", "full"])
+    new = _rows(results)[len(before):]
+    assert {r.get("model") for r in new} == {"full"}  # the no-attention model is neither timed nor trained again
+    assert [r["kind"] for r in new].count("calibration") == 1 and [r["kind"] for r in new].count("chunk") == 2
+    assert len([p for p in runs.iterdir() if p.name.startswith("full_")]) == 2
+    table = (results / "inpaint_quality.md").read_text()
+    assert "discount 0.9:" in table  # the main tables stay those of the default discount
+    assert "| 0.9 (default) | 2/2 |" in table and "| 0.99 | 2/2 |" in table
+    summary = json.loads((results / "inpaint_quality.json").read_text())
+    assert summary["settings"]["train"]["gamma"] == 0.9
+    default, paper = summary["discount"]
+    assert (default["gamma"], paper["gamma"]) == (0.9, 0.99) and default["large_hole_psnr_vs_default"] is None
+    diff = paper["large_hole_psnr_vs_default"]
+    assert diff["low"] <= diff["mean"] <= diff["high"]
+
+
 def test_tables_of_an_empty_results_folder_say_nothing_is_measured(tmp_path, capsys):
     bench = _benchmark()
     bench.main(["--table", "--results", str(tmp_path), "--camvid", str(tmp_path / "absent")])

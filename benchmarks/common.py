@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# Where result tables go: benchmarks/results unless PIXELSSL_BENCH_RESULTS names another folder (run_all.py --quick
+# sets it, so that smoke-test numbers never replace a measured table).
+RESULTS = Path(os.environ.get("PIXELSSL_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def machine() -> dict:

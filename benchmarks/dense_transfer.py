@@ -6,7 +6,7 @@ several seeds, beside the untrained networks of each initialisation; the papers'
     python benchmarks/dense_transfer.py --methods control control_zero pixpro --seeds 0
     python benchmarks/dense_transfer.py --calibrate-only             # time each method's step on a quiet machine
     python benchmarks/dense_transfer.py --table                      # rewrite the tables from the measured rows
-    python benchmarks/dense_transfer.py --budget-min 0.2 --quick     # smoke test (numbers meaningless)
+    python benchmarks/dense_transfer.py --quick                      # smoke test (0.2 CPU-min, numbers meaningless)
 
 The budget becomes a step count per method by a short timed warm-up run (recorded once per method, budget and
 machine, and reused by every seed, so all seeds of a method train the same number of steps). Each (method, seed)
@@ -261,8 +261,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="segmentation folder with train/ and val/")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--budget-min", type=float, default=20.0, help="CPU-minutes of pre-training per run")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2 (with --quick: 0)")
+    parser.add_argument("--budget-min", type=float, default=None,
+                        help="CPU-minutes of pre-training per run (default 20; with --quick 0.2)")
     parser.add_argument("--evals", nargs="+", default=list(EVALS), choices=EVALS)
     parser.add_argument("--image-size", type=int, default=96, help="side of the pre-training views")
     parser.add_argument("--probe-size", type=int, default=180, help="shorter side of the probe's images")
@@ -274,13 +275,18 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="only rewrite the tables from the measured rows")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="only time the methods' steps (do this on a quiet machine: the step counts are kept)")
-    parser.add_argument("--quick", action="store_true", help="tiny probe and fine-tune: checks that the script runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny budget, probe and fine-tune, one seed: checks that the script runs")
     parser.add_argument("--results", type=Path, default=None,
                         help="folder of the .jsonl / .json / .md results (default benchmarks/results; with --quick a "
                              "temporary folder)")
     args = parser.parse_args()
     if args.quick:
         args.probe_epochs, args.ft_steps, args.calibration_steps = 1, 2, 1
+    if args.seeds is None:
+        args.seeds = [0] if args.quick else [0, 1, 2]
+    if args.budget_min is None:
+        args.budget_min = 0.2 if args.quick else 20.0
     if args.results is None:
         args.results = Path(tempfile.mkdtemp(prefix="dense_transfer_")) if args.quick else RESULTS
     args.results.mkdir(parents=True, exist_ok=True)

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("synthetic_speed.py", "augment_speed.py", "decode_speed.py", "queue_loss.py", "pretrain_step.py",
-           "pretrain_throughput.py", "inpaint_speed.py", "camvid_probe.py", "inpaint_quality.py",
+           "pretrain_throughput.py", "inpaint_speed.py", "dense_transfer.py", "inpaint_quality.py",
            "detection_transfer.py")
 
 
-def main() -> int:
-    quick = ["--quick"] if "--quick" in sys.argv else []
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="each script's smoke test (its --quick)")
+    parser.add_argument("--only", nargs="+", choices=SCRIPTS, default=list(SCRIPTS), metavar="SCRIPT",
+                        help=f"run only these scripts (of: {', '.join(SCRIPTS)})")
+    args = parser.parse_args(argv)
+    quick = ["--quick"] if args.quick else []
+    env = dict(os.environ)
+    if args.quick:  # smoke tests: their tables go to a temporary folder, never over the measured ones
+        env["PIXELSSL_BENCH_RESULTS"] = tempfile.mkdtemp(prefix="pixelssl_bench_quick_")
+        print(f"--quick: tables go to {env['PIXELSSL_BENCH_RESULTS']}", flush=True)
     failed = []
-    for script in SCRIPTS:
+    for script in args.only:
         print(f"== {script}", flush=True)
-        args = quick if script not in ("synthetic_speed.py", "augment_speed.py") else []
-        if subprocess.run([sys.executable, str(HERE / script), *args]).returncode != 0:
+        script_args = quick if script not in ("synthetic_speed.py", "augment_speed.py") else []
+        if subprocess.run([sys.executable, str(HERE / script), *script_args], env=env).returncode != 0:
             failed.append(script)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -1,0 +1,56 @@
+"""benchmarks/run_all.py (`make bench`): its options, and that --quick never writes over the measured tables."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_runs_the_chosen_scripts_with_their_tables_in_a_temporary_folder(monkeypatch):
+    run_all = _load("run_all")
+    calls = []
+
+    def fake_run(argv, env):
+        calls.append((Path(argv[1]).name, argv[2:], env.get("PIXELSSL_BENCH_RESULTS")))
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(run_all.subprocess, "run", fake_run)
+    assert run_all.main(["--quick", "--only", "queue_loss.py", "augment_speed.py"]) == 0
+    assert [(name, args) for name, args, _ in calls] == [("queue_loss.py", ["--quick"]), ("augment_speed.py", [])]
+    folder = calls[0][2]
+    assert folder and Path(folder).is_dir() and Path(folder) != BENCHMARKS / "results"
+
+    calls.clear()
+    monkeypatch.delenv("PIXELSSL_BENCH_RESULTS", raising=False)
+    assert run_all.main(["--only", "queue_loss.py"]) == 0  # a full run writes the real tables
+    assert calls == [("queue_loss.py", [], None)]
+
+
+def test_a_failing_script_fails_the_run_and_an_unknown_option_is_refused(monkeypatch):
+    run_all = _load("run_all")
+    monkeypatch.setattr(run_all.subprocess, "run", lambda argv, env: subprocess.CompletedProcess(argv, 1))
+    assert run_all.main(["--only", "queue_loss.py"]) == 1
+    with pytest.raises(SystemExit):
+        run_all.main(["--bogus"])
+
+
+def test_results_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIXELSSL_BENCH_RESULTS", str(tmp_path))
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    common = _load("common")
+    assert common.RESULTS == tmp_path
+    common.write_results("probe_table", {"x": 1}, "| a |")
+    assert (tmp_path / "probe_table.json").is_file() and (tmp_path / "probe_table.md").read_text() == "| a |\n"
+    monkeypatch.delenv("PIXELSSL_BENCH_RESULTS")
+    assert _load("common").RESULTS == BENCHMARKS / "results"

@@ -91,8 +91,8 @@ def read_rows() -> list[dict]:
 
 
 def measure(setting: str, seed: int, steps: int, workdir: Path) -> dict:
-    from pixelssl.config import PretrainConfig, load_config
     from pixelssl.cli.demo import FULL, _probe
+    from pixelssl.config import PretrainConfig, load_config
     from pixelssl.engine.runtime import seed_everything
     from pixelssl.methods.registry import build_method
     from pixelssl.models.backbones import build_backbone

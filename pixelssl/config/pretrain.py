@@ -57,7 +57,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = opt("resnet50", "backbone: resnet18 | resnet34 | resnet50 (torchvision) or timm:<name>")
+    backbone: str = opt("resnet50", "backbone: resnet18 | resnet34 | resnet50 | resnet101 (torchvision) or timm:<name>")
     weights: str = opt("", "optional local backbone weights (.safetensors or .pt state dict) to start from")
     proj_hidden_dim: int = opt(4096, "hidden width of the projector / predictor heads", ge=1)
     proj_dim: int = opt(256, "output width of the projector / predictor heads", ge=1)
@@ -118,7 +118,7 @@ class TrainConfig:
     keep_checkpoints: int = opt(2, "numbered checkpoints kept besides last.pt (oldest removed first)", ge=0)
     tensorboard: bool = opt(True, "write TensorBoard event files into the run directory")
     figure_every: int = opt(0, "steps between the report's figures (attention, PCA, matches, PPM / SR weights on "
-                               "one fixed image) in TensorBoard; 0 = off (each costs ~1 s of CPU at ResNet-18)", ge=0)
+                               "one fixed image) in TensorBoard; 0 = off (each costs ~0.5-1 s of CPU at ResNet-18)", ge=0)
     monitor_every: int = opt(0, "steps between live monitors (collapse indicators and a small C5 linear probe's mIoU "
                                 "as monitor/* metrics, also at the last step); 0 = off", ge=0)
     monitor_data: str = opt("", "segmentation folder with train/ and val/ (images/ + labels/, as CamVid) for the "

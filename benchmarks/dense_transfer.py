@@ -12,7 +12,7 @@ The budget becomes a step count per method by a short timed warm-up run (recorde
 machine, and reused by every seed, so all seeds of a method train the same number of steps). Each (method, seed)
 row is appended to ``results/dense_transfer.jsonl`` as soon as it is measured; a re-run skips rows measured with the
 same benchmark version and settings; pre-training checkpoints every 100 steps and pre-trained backbones are kept
-under ``runs/dense_transfer/``, so an interrupted row resumes where it stopped (exact resume: the same numbers).
+under ``runs/dense_transfer/`` (``--runs``), so an interrupted row resumes where it stopped (exact resume: the same numbers).
 ``dense_transfer.{json,md}`` are rewritten after every row.
 """
 
@@ -36,6 +36,7 @@ from common import RESULTS, append_jsonl, git_commit, machine, mean_std, paired_
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("PIXELSSL_CAMVID", REPO.parent / "shared" / "data" / "camvid"))
+NAME = "dense_transfer"
 BENCH_VERSION = 1  # bump when the pre-training, probe or fine-tune code changes what a row measures
 ZERO = "model.zero_init_residual=true"
 
@@ -101,7 +102,7 @@ def calibrate(name: str, args: argparse.Namespace, rows: list[dict]) -> dict:
         if row.get("key") == key:
             return row
     warm = args.calibration_steps
-    out = REPO / "runs" / "dense_transfer" / f"calibrate_{name}"
+    out = args.runs / f"calibrate_{name}"
     shutil.rmtree(out, ignore_errors=True)
     one = pretrain(pretrain_config(name, 0, 1, args, out)).seconds  # start-up and the first, slow step
     shutil.rmtree(out, ignore_errors=True)
@@ -148,7 +149,7 @@ def measure(name: str, seed: int, args: argparse.Namespace, rows: list[dict]) ->
     from pixelssl.train.loop import pretrain
 
     row: dict = {"kind": "row", "method": name, "seed": seed}
-    out = REPO / "runs" / "dense_transfer" / f"{name}_s{seed}_{key_of(name, seed, settings(args))}"
+    out = args.runs / f"{name}_s{seed}_{key_of(name, seed, settings(args))}"
     if name in CONTROLS:
         cfg = pretrain_config(name, seed, 1, args, out)
         seed_everything(seed)  # the very network a run with this seed starts from
@@ -257,7 +258,7 @@ def write_tables(rows: list[dict], args: argparse.Namespace) -> None:
     print(table, flush=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="segmentation folder with train/ and val/")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -280,7 +281,10 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="folder of the .jsonl / .json / .md results (default benchmarks/results; with --quick a "
                              "temporary folder)")
-    args = parser.parse_args()
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="parent of the pre-training runs and their checkpoints (default runs/dense_transfer; "
+                             "with --quick a temporary folder)")
+    args = parser.parse_args(argv)
     if args.quick:
         args.probe_epochs, args.ft_steps, args.calibration_steps = 1, 2, 1
     if args.seeds is None:
@@ -289,6 +293,8 @@ def main() -> None:
         args.budget_min = 0.2 if args.quick else 20.0
     if args.results is None:
         args.results = Path(tempfile.mkdtemp(prefix="dense_transfer_")) if args.quick else RESULTS
+    if args.runs is None:
+        args.runs = Path(tempfile.mkdtemp(prefix="dense_transfer_runs_")) if args.quick else REPO / "runs" / NAME
     args.results.mkdir(parents=True, exist_ok=True)
     if not (Path(args.data) / "train" / "images").is_dir() or not (Path(args.data) / "val" / "images").is_dir():
         raise SystemExit(f"dense_transfer: {args.data} must hold train/images, train/labels, val/images, val/labels")

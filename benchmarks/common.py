@@ -9,6 +9,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
@@ -64,11 +65,18 @@ def run_isolated(script: Path, args: list[str], timeout: float = 3600) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def write_results(name: str, payload: dict, table: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(table + "\n")
+def write_results(name: str, payload: dict, table: str, quick: bool = False) -> None:
+    """``<results>/<name>.{json,md}``. A smoke test (``quick``) writes to a temporary folder unless
+    PIXELSSL_BENCH_RESULTS names one, so that its partial, meaningless table never replaces a measured one."""
+    folder = RESULTS
+    if quick and not os.environ.get("PIXELSSL_BENCH_RESULTS"):
+        folder = Path(tempfile.mkdtemp(prefix=f"{name}_quick_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(table + "\n")
     print(table)
+    if folder != RESULTS:
+        print(f"--quick: written to {folder}, not {RESULTS}")
 
 
 # --------------------------------------------------------------------------- resumable measurements

@@ -14,6 +14,7 @@ those JPEGs (``PendingDecode.fill``): here on the CPU (batch 16), and on CUDA (b
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -64,7 +65,8 @@ def main() -> None:
     if args.quick:
         args.calls, args.repeats = 5, 1
     torch.set_num_threads(1)  # as in a data-loader worker
-    camvid = common.RESULTS.parents[1].parent / "shared" / "data" / "camvid" / "train" / "images"
+    camvid_root = os.environ.get("PIXELSSL_CAMVID") or Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
+    camvid = Path(camvid_root) / "train" / "images"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         files = [synthetic_jpeg(Path(tmp), 640, 480), synthetic_jpeg(Path(tmp), 1280, 960)]
@@ -95,7 +97,7 @@ def main() -> None:
     lines += [f"| {r['file']} | {r['size']} | {r['worker_cpu_path_ms']} | {r['worker_device_decode_ms']} | "
               f"{r['device_part_cpu_ms']} | {r.get('device_part_cuda_ms', 'n/a')} |" for r in device_rows]
     common.write_results("decode_speed", {"machine": info, "rows": rows, "device_decode": device_rows},
-                         "\n".join(lines))
+                         "\n".join(lines), quick=args.quick)
 
 
 def device_decode_row(path: Path, camvid: Path, args: argparse.Namespace) -> dict:

@@ -210,7 +210,7 @@ def main() -> None:
     for name, results in runs.items():
         good = [r for r in results if "error" not in r]
         payload["runs"][name] = min(good, key=lambda r: r["step_s"]) if good else results[0]
-    write_results("demo_step", payload, table(payload))
+    write_results("demo_step", payload, table(payload), quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -293,8 +293,18 @@ def main(argv: list[str] | None = None) -> None:
         args.budget_min = 0.2 if args.quick else 20.0
     if args.results is None:
         args.results = Path(tempfile.mkdtemp(prefix="dense_transfer_")) if args.quick else RESULTS
+    temporary_runs = args.runs is None and args.quick
     if args.runs is None:
         args.runs = Path(tempfile.mkdtemp(prefix="dense_transfer_runs_")) if args.quick else REPO / "runs" / NAME
+    try:
+        run(args)
+    finally:
+        if temporary_runs:
+            shutil.rmtree(args.runs, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Calibrate, then measure the missing (method, seed) rows, seeds outermost."""
     args.results.mkdir(parents=True, exist_ok=True)
     if not (Path(args.data) / "train" / "images").is_dir() or not (Path(args.data) / "val" / "images").is_dir():
         raise SystemExit(f"dense_transfer: {args.data} must hold train/images, train/labels, val/images, val/labels")

@@ -117,7 +117,7 @@ def main() -> None:
         lines += ["", f"`pixelssl inpaint fill` on a {command['width']} x {command['height']} JPEG, a fresh process "
                       f"each time (import, decode, fill, PNG write): median {command['median_s']:.2f} s."]
     write_results("inpaint_photo", {"machine": info, "fills": rows + list(whole.values()), "command": command},
-                  "\n".join(lines))
+                  "\n".join(lines), quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -300,28 +300,33 @@ def discount_comparison(rows: list[dict], args: argparse.Namespace) -> tuple[lis
     """The full model trained with each spatial discount (same CPU budget), against the default's, paired by image at
     the last chunk both runs have reached (the same fraction of the budget)."""
     ekey = key_of(eval_settings(args))
-    curves = {g: model_curve("full", with_gamma(args, g), rows, ekey)["curve"] for g in sorted({*DISCOUNTS, args.run_gamma})}
-    curves = {g: c for g, c in curves.items() if c}
-    if DEFAULT_GAMMA not in curves or len(curves) < 2:
+    gammas = sorted({*DISCOUNTS, getattr(args, "run_gamma", args.gamma)})
+    by_chunk = {g: {r["chunk"]: r for r in model_curve("full", with_gamma(args, g), rows, ekey)["curve"]} for g in gammas}
+    by_chunk = {g: c for g, c in by_chunk.items() if c}
+    if DEFAULT_GAMMA not in by_chunk or len(by_chunk) < 2:
         return [], []
+    common = set.intersection(*(set(c) for c in by_chunk.values()))
+    if not common:
+        return [], []
+    chunk = max(common)  # the same chunk (the same share of the budget) for every discount
     lines = ["**Spatial discount** (`loss.gamma`, the weight of the hole L1 at distance d from the known pixels is "
-             "gamma^d): the full model trained with each discount for the same CPU budget, each scored at the last "
-             "chunk both runs have reached; differences from the default "
-             f"{DEFAULT_GAMMA:g}, mean over the images with its 95% t-interval.", "",
+             "gamma^d): the full model trained with each discount for the same CPU budget, all scored at chunk "
+             f"{chunk}, the last one every run has reached; differences from the default {DEFAULT_GAMMA:g}, mean "
+             "over the images with its 95% t-interval.", "",
              "| discount | chunk | steps | large: hole PSNR | large: hole SSIM | free-form: hole PSNR | "
              "free-form: hole SSIM | large PSNR vs default | large SSIM vs default |",
              "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     found = []
-    for gamma, curve in curves.items():
-        k = min(len(curve), len(curves[DEFAULT_GAMMA])) - 1
-        row, base = curve[k], curves[DEFAULT_GAMMA][k]
+    base = by_chunk[DEFAULT_GAMMA][chunk]
+    for gamma, curve in by_chunk.items():
+        row = curve[chunk]
         entry = {"gamma": gamma, "chunk": row["chunk"], "steps": row["steps"], "base_steps": base["steps"],
                  **{f"{kind}_{m}": row["metrics"][kind][m] for kind in HOLES for m in PER_IMAGE}}
         cells = []
         for metric, fmt in (("hole_psnr", "{:+.2f}"), ("hole_ssim", "{:+.4f}")):
             diff = None if gamma == DEFAULT_GAMMA else paired_difference(
                 *(dict(enumerate(r["per_image"]["large"][metric])) for r in (row, base)))
-            entry[f"large_{metric}_vs_default"] = diff and {k2: diff[k2] for k2 in ("mean", "low", "high")}
+            entry[f"large_{metric}_vs_default"] = diff and {k: diff[k] for k in ("mean", "low", "high")}
             cells.append("-" if diff is None else f"{fmt.format(diff['mean'])} [{fmt.format(diff['low'])}, "
                                                   f"{fmt.format(diff['high'])}]")
         found.append(entry)

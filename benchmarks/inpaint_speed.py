@@ -239,7 +239,7 @@ def main() -> None:
         result = run_isolated(Path(__file__), ["--case", *case, "--repeats", str(repeats), *extra])
         rows.append({"kind": case[0], "device": case[1], "dtype": case[2], "variant": case[3], **result})
     rows = summarise(rows)
-    write_results("inpaint_speed", {"machine": info, "rows": rows}, table(rows, info))
+    write_results("inpaint_speed", {"machine": info, "rows": rows}, table(rows, info), quick=args.quick)
 
 
 if __name__ == "__main__":

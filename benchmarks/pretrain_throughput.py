@@ -289,7 +289,7 @@ def main() -> None:
                     "--case", kind, device, dtype, str(batch), "--warmup", str(warmup), "--steps", str(steps),
                     "--workers", str(workers), "--jpeg-root", jpeg_root if data == "jpeg" else ""])
                 rows.append({"kind": kind, "device": device, "dtype": dtype, "batch": batch, "data": data, **result})
-    write_results("pretrain_throughput", {"machine": info, "rows": rows}, table(rows, info))
+    write_results("pretrain_throughput", {"machine": info, "rows": rows}, table(rows, info), quick=args.quick)
 
 
 def table(rows: list[dict], info: dict) -> str:

@@ -67,7 +67,7 @@ def main() -> None:
               f"| {r['speedup']:.2f}x |" for r in rows]
     lines += [f"\nCUDA peak memory, {r['what']}: textbook {r['textbook_peak_mib']:.0f} MiB, pixelssl "
               f"{r['pixelssl_peak_mib']:.0f} MiB" for r in rows if "textbook_peak_mib" in r]
-    common.write_results("queue_loss", {"machine": info, "rows": rows}, "\n".join(lines))
+    common.write_results("queue_loss", {"machine": info, "rows": rows}, "\n".join(lines), quick=args.quick)
 
 
 if __name__ == "__main__":

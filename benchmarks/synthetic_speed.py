@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import torch
 
 from pixelssl.data.synthetic import SyntheticScenes
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS  # noqa: E402  (benchmarks/results, or PIXELSSL_BENCH_RESULTS)
 
 
 def measure(size: int, num_classes: int, images: int, repeats: int) -> tuple[float, float]:

@@ -51,5 +51,9 @@ def test_results_folder_follows_the_environment(monkeypatch, tmp_path):
     assert common.RESULTS == tmp_path
     common.write_results("probe_table", {"x": 1}, "| a |")
     assert (tmp_path / "probe_table.json").is_file() and (tmp_path / "probe_table.md").read_text() == "| a |\n"
+    assert _load("augment_speed").RESULTS == tmp_path  # the scripts that write their own JSON follow it too
     monkeypatch.delenv("PIXELSSL_BENCH_RESULTS")
-    assert _load("common").RESULTS == BENCHMARKS / "results"
+    common = _load("common")
+    assert common.RESULTS == BENCHMARKS / "results"
+    common.write_results("probe_table", {"x": 1}, "| a |", quick=True)  # a smoke test never writes the real tables
+    assert not (common.RESULTS / "probe_table.json").exists() and not (common.RESULTS / "probe_table.md").exists()

@@ -108,6 +108,26 @@ def test_a_second_discount_trains_only_the_full_model_and_is_compared_with_the_d
     assert diff["low"] <= diff["mean"] <= diff["high"]
 
 
+def test_discounts_are_compared_at_the_last_chunk_every_run_has_reached(tmp_path):
+    bench = _benchmark()
+    args = bench.parse_args(["--results", str(tmp_path), "--runs", str(tmp_path / "runs")])
+    ekey = bench.key_of(bench.eval_settings(args))
+
+    def chunk(gamma, number, psnr):
+        metrics = {kind: {"hole_psnr": psnr, "hole_ssim": 0.5} for kind in bench.HOLES}
+        per_image = {kind: {"hole_psnr": [psnr, psnr + 1, psnr + 2], "hole_ssim": [0.5, 0.5, 0.6]} for kind in bench.HOLES}
+        return {"kind": "chunk", "model": "full", "train_key": bench.train_key("full", bench.with_gamma(args, gamma)),
+                "eval_key": ekey, "chunk": number, "chunks": 6, "steps": 10 * number, "metrics": metrics,
+                "per_image": per_image}
+
+    rows = [chunk(0.9, 1, 10.0), chunk(0.9, 2, 11.0), chunk(0.9, 3, 12.0), chunk(0.99, 1, 10.5), chunk(0.99, 2, 13.0)]
+    found, lines = bench.discount_comparison(rows, bench.with_gamma(args, 0.9))
+    assert [(f["gamma"], f["chunk"]) for f in found] == [(0.9, 2), (0.99, 2)]  # not the default's chunk 3
+    assert found[1]["large_hole_psnr_vs_default"]["mean"] == pytest.approx(2.0)  # 13 - 11, image by image
+    assert "all scored at chunk 2" in lines[0]
+    assert bench.discount_comparison(rows[:3], bench.with_gamma(args, 0.9)) == ([], [])  # one discount: no section
+
+
 def test_tables_of_an_empty_results_folder_say_nothing_is_measured(tmp_path, capsys):
     bench = _benchmark()
     bench.main(["--table", "--results", str(tmp_path), "--camvid", str(tmp_path / "absent")])

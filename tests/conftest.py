@@ -185,3 +185,17 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("coco")
     export_synthetic_coco(root, train_images=5, val_images=2, size=64, num_classes=4, seed=3)
     return root
+
+
+@pytest.fixture
+def load_script():
+    """Import a script that is not part of the package (a benchmark, an example) as a module, by path."""
+    import importlib.util
+
+    def load(path: Path):
+        spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

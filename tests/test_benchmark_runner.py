@@ -1,6 +1,5 @@
 """benchmarks/run_all.py (`make bench`): its options, and that --quick never writes over the measured tables."""
 
-import importlib.util
 import subprocess
 from pathlib import Path
 
@@ -9,15 +8,8 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_quick_runs_the_chosen_scripts_with_their_tables_in_a_temporary_folder(monkeypatch):
-    run_all = _load("run_all")
+def test_quick_runs_the_chosen_scripts_with_their_tables_in_a_temporary_folder(load_script, monkeypatch):
+    run_all = load_script(BENCHMARKS / "run_all.py")
     calls = []
 
     def fake_run(argv, env):
@@ -36,24 +28,24 @@ def test_quick_runs_the_chosen_scripts_with_their_tables_in_a_temporary_folder(m
     assert calls == [("queue_loss.py", [], None)]
 
 
-def test_a_failing_script_fails_the_run_and_an_unknown_option_is_refused(monkeypatch):
-    run_all = _load("run_all")
+def test_a_failing_script_fails_the_run_and_an_unknown_option_is_refused(load_script, monkeypatch):
+    run_all = load_script(BENCHMARKS / "run_all.py")
     monkeypatch.setattr(run_all.subprocess, "run", lambda argv, env: subprocess.CompletedProcess(argv, 1))
     assert run_all.main(["--only", "queue_loss.py"]) == 1
     with pytest.raises(SystemExit):
         run_all.main(["--bogus"])
 
 
-def test_results_folder_follows_the_environment(monkeypatch, tmp_path):
+def test_results_folder_follows_the_environment(load_script, monkeypatch, tmp_path):
     monkeypatch.setenv("PIXELSSL_BENCH_RESULTS", str(tmp_path))
     monkeypatch.syspath_prepend(str(BENCHMARKS))
-    common = _load("common")
+    common = load_script(BENCHMARKS / "common.py")
     assert common.RESULTS == tmp_path
     common.write_results("probe_table", {"x": 1}, "| a |")
     assert (tmp_path / "probe_table.json").is_file() and (tmp_path / "probe_table.md").read_text() == "| a |\n"
-    assert _load("augment_speed").RESULTS == tmp_path  # the scripts that write their own JSON follow it too
+    assert load_script(BENCHMARKS / "augment_speed.py").RESULTS == tmp_path  # the scripts that write their own JSON follow it too
     monkeypatch.delenv("PIXELSSL_BENCH_RESULTS")
-    common = _load("common")
+    common = load_script(BENCHMARKS / "common.py")
     assert common.RESULTS == BENCHMARKS / "results"
     common.write_results("probe_table", {"x": 1}, "| a |", quick=True)  # a smoke test never writes the real tables
     assert not (common.RESULTS / "probe_table.json").exists() and not (common.RESULTS / "probe_table.md").exists()

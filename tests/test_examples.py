@@ -3,7 +3,6 @@ examples/lightning_module.py (skipped without the optional Lightning extra)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -12,20 +11,13 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"pixelssl_example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_own_loop_trains_a_torchvision_backbone(one_thread, capsys):
-    losses = _load("own_loop").main(steps=2, size=64, batch_size=4)
+def test_own_loop_trains_a_torchvision_backbone(load_script, one_thread, capsys):
+    losses = load_script(EXAMPLES / "own_loop.py").main(steps=2, size=64, batch_size=4)
     assert len(losses) == 2 and all(math.isfinite(loss) and -4 <= loss <= 4 for loss in losses)
     assert "step 1: loss" in capsys.readouterr().out
 
 
-def test_lightning_module_trains(one_thread):
+def test_lightning_module_trains(load_script, one_thread):
     pytest.importorskip("lightning")
-    module = _load("lightning_module").main(steps=2, size=64, batch_size=4)
+    module = load_script(EXAMPLES / "lightning_module.py").main(steps=2, size=64, batch_size=4)
     assert module.trainer.global_step == 2 and module.method.settings.name == "pixpro"

@@ -1,7 +1,6 @@
 """benchmarks/dense_transfer.py on a tiny segmentation folder: rows for a control and a method, a re-run that
 measures nothing again, the tables, and the one-line refusals."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,13 +9,6 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("dense_transfer_benchmark", REPO / "benchmarks" / "dense_transfer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _split(root: Path, count: int, seed: int) -> None:
@@ -36,8 +28,8 @@ def _rows(results: Path) -> list[dict]:
     return [json.loads(line) for line in (results / "dense_transfer.jsonl").read_text().splitlines()]
 
 
-def test_quick_rows_resume_and_tables(tmp_path, capsys):
-    bench = _benchmark()
+def test_quick_rows_resume_and_tables(load_script, tmp_path, capsys):
+    bench = load_script(REPO / "benchmarks" / "dense_transfer.py")
     data, results, runs = tmp_path / "seg", tmp_path / "results", tmp_path / "runs"
     _split(data / "train", 32, 0)  # one pre-training batch (the benchmark fixes batch 32)
     _split(data / "val", 3, 1)
@@ -62,8 +54,8 @@ def test_quick_rows_resume_and_tables(tmp_path, capsys):
     assert len(_rows(results)) == len(rows)
 
 
-def test_bad_data_and_budget_are_one_line(tmp_path):
-    bench = _benchmark()
+def test_bad_data_and_budget_are_one_line(load_script, tmp_path):
+    bench = load_script(REPO / "benchmarks" / "dense_transfer.py")
     with pytest.raises(SystemExit, match="must hold train/images"):
         bench.main(["--quick", "--data", str(tmp_path / "absent"), "--results", str(tmp_path / "r")])
     (tmp_path / "seg" / "train" / "images").mkdir(parents=True)

@@ -1,6 +1,5 @@
 """benchmarks/inpaint_quality.py --quick on a tiny synthetic folder: rows, resumption, a larger budget, the tables."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,13 +8,6 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("inpaint_quality_benchmark", REPO / "benchmarks" / "inpaint_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _folder(root: Path, count: int, seed: int) -> None:
@@ -31,16 +23,22 @@ def _folder(root: Path, count: int, seed: int) -> None:
         Image.fromarray((base.transpose(1, 2, 0) * 255).astype(np.uint8)).save(root / f"{n:02d}.png")
 
 
+@pytest.fixture
+def quick_camvid(tmp_path) -> tuple[list[str], Path, Path]:
+    """A tiny CamVid-shaped folder, and the benchmark's --quick arguments with its results and runs folders."""
+    camvid, results, runs = tmp_path / "camvid", tmp_path / "results", tmp_path / "runs"
+    _folder(camvid / "train" / "images", 4, 0)
+    _folder(camvid / "val" / "images", 3, 1)
+    return ["--quick", "--camvid", str(camvid), "--results", str(results), "--runs", str(runs)], results, runs
+
+
 def _rows(results: Path) -> list[dict]:
     return [json.loads(line) for line in (results / "inpaint_quality.jsonl").read_text().splitlines()]
 
 
-def test_quick_benchmark_measures_resumes_and_extends_a_budget(tmp_path, capsys):
-    bench = _benchmark()
-    camvid, results, runs = tmp_path / "camvid", tmp_path / "results", tmp_path / "runs"
-    _folder(camvid / "train" / "images", 4, 0)
-    _folder(camvid / "val" / "images", 3, 1)
-    common = ["--quick", "--camvid", str(camvid), "--results", str(results), "--runs", str(runs)]
+def test_quick_benchmark_measures_resumes_and_extends_a_budget(load_script, quick_camvid, capsys):
+    bench = load_script(REPO / "benchmarks" / "inpaint_quality.py")
+    common, results, runs = quick_camvid
 
     bench.main(common)
     rows = _rows(results)
@@ -82,12 +80,9 @@ def test_quick_benchmark_measures_resumes_and_extends_a_budget(tmp_path, capsys)
     assert (results / "inpaint_quality.png").stat().st_size > 0
 
 
-def test_a_second_discount_trains_only_the_full_model_and_is_compared_with_the_default(tmp_path):
-    bench = _benchmark()
-    camvid, results, runs = tmp_path / "camvid", tmp_path / "results", tmp_path / "runs"
-    _folder(camvid / "train" / "images", 4, 0)
-    _folder(camvid / "val" / "images", 3, 1)
-    common = ["--quick", "--camvid", str(camvid), "--results", str(results), "--runs", str(runs)]
+def test_a_second_discount_trains_only_the_full_model_and_is_compared_with_the_default(load_script, quick_camvid):
+    bench = load_script(REPO / "benchmarks" / "inpaint_quality.py")
+    common, results, runs = quick_camvid
     bench.main(common)
     assert "Spatial discount" not in (results / "inpaint_quality.md").read_text()
     before = _rows(results)
@@ -108,8 +103,8 @@ def test_a_second_discount_trains_only_the_full_model_and_is_compared_with_the_d
     assert diff["low"] <= diff["mean"] <= diff["high"]
 
 
-def test_discounts_are_compared_at_the_last_chunk_every_run_has_reached(tmp_path):
-    bench = _benchmark()
+def test_discounts_are_compared_at_the_last_chunk_every_run_has_reached(load_script, tmp_path):
+    bench = load_script(REPO / "benchmarks" / "inpaint_quality.py")
     args = bench.parse_args(["--results", str(tmp_path), "--runs", str(tmp_path / "runs")])
     ekey = bench.key_of(bench.eval_settings(args))
 
@@ -128,16 +123,16 @@ def test_discounts_are_compared_at_the_last_chunk_every_run_has_reached(tmp_path
     assert bench.discount_comparison(rows[:3], bench.with_gamma(args, 0.9)) == ([], [])  # one discount: no section
 
 
-def test_tables_of_an_empty_results_folder_say_nothing_is_measured(tmp_path, capsys):
-    bench = _benchmark()
+def test_tables_of_an_empty_results_folder_say_nothing_is_measured(load_script, tmp_path, capsys):
+    bench = load_script(REPO / "benchmarks" / "inpaint_quality.py")
     bench.main(["--table", "--results", str(tmp_path), "--camvid", str(tmp_path / "absent")])
     out = capsys.readouterr().out
     assert "not calibrated yet" in out and "In progress" in out
     assert (tmp_path / "inpaint_quality.md").is_file() and (tmp_path / "inpaint_quality.json").is_file()
 
 
-def test_missing_camvid_is_one_line(tmp_path):
-    bench = _benchmark()
+def test_missing_camvid_is_one_line(load_script, tmp_path):
+    bench = load_script(REPO / "benchmarks" / "inpaint_quality.py")
     with pytest.raises(SystemExit, match="CamVid not found"):
         bench.main(["--quick", "--camvid", str(tmp_path / "absent"), "--results", str(tmp_path / "r"),
                     "--runs", str(tmp_path / "runs")])

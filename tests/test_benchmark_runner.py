@@ -1,6 +1,7 @@
 """benchmarks/run_all.py (`make bench`): its options, and that --quick never writes over the measured tables."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,7 @@ def test_results_folder_follows_the_environment(load_script, monkeypatch, tmp_pa
     assert common.RESULTS == tmp_path
     common.write_results("probe_table", {"x": 1}, "| a |")
     assert (tmp_path / "probe_table.json").is_file() and (tmp_path / "probe_table.md").read_text() == "| a |\n"
+    monkeypatch.delitem(sys.modules, "common", raising=False)  # an earlier test may have imported it without the variable
     assert load_script(BENCHMARKS / "augment_speed.py").RESULTS == tmp_path  # the scripts that write their own JSON follow it too
     monkeypatch.delenv("PIXELSSL_BENCH_RESULTS")
     common = load_script(BENCHMARKS / "common.py")

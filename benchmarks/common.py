@@ -57,9 +57,14 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_isolated(script: Path, args: list[str], timeout: float = 3600) -> dict:
-    """Run one benchmark case in a fresh process (clean peak-memory figure); it prints one JSON line last."""
-    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout)
+def run_isolated(script: Path, args: list[str], timeout: float = 3600, package_tree: Path | None = None) -> dict:
+    """Run one benchmark case in a fresh process (clean peak-memory figure); it prints one JSON line last.
+    ``package_tree``: a checkout whose ``pixelssl`` the case imports instead of this one (a before/after run)."""
+    env = None
+    if package_tree is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package_tree), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])

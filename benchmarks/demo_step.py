@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +42,9 @@ SWITCHES = {
     "NCHW layout": ["train.channels_last=false"],
     "torch.compile": ["train.compile=true"],
 }
+# with --baseline: the same computation as an earlier checkout's default (which had no zero-init residual switch)
+AS_BEFORE = "default init"
+AS_BEFORE_OVERRIDES = ["model.zero_init_residual=false"]
 
 
 def _backbone_step_flops(net: torch.nn.Module, x: torch.Tensor) -> int:
@@ -58,7 +62,11 @@ def case_rates(repeats: int) -> dict:
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     matmul = time_it(lambda: a @ b, torch.device("cpu"), repeats=10, warmup=3)
     out = {"matmul_gflops": 2 * 2048**3 / matmul["min_s"] / 1e9}
-    net = build_backbone("resnet18", zero_init_residual=True).to(memory_format=torch.channels_last).train()
+    try:
+        net = build_backbone("resnet18", zero_init_residual=True)
+    except TypeError:  # an earlier checkout (--baseline) without the switch; the rate does not depend on it
+        net = build_backbone("resnet18")
+    net = net.to(memory_format=torch.channels_last).train()
     x = torch.randn(BATCH, 3, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
     flops = _backbone_step_flops(net, x)
     for name, fn in (("eager", net), ("compiled", torch.compile(net))):
@@ -117,20 +125,22 @@ def case_run(switch: str, steps: int) -> dict:
     """A real ``pretrain()`` run with one switch: its steady step time from the loop's own throughput windows
     (steps after the first ``SKIP``, data waits included) and its whole wall time (start-up included)."""
     from pixelssl.config import PretrainConfig, load_config
-    from pixelssl.engine.logger import read_metrics
     from pixelssl.train.loop import pretrain
 
     out = Path(tempfile.mkdtemp(prefix="demo_step_"))
     try:
         cfg = load_config(PretrainConfig, PRESET, [
             f"run.output_dir={out}", "run.name=run", f"train.max_steps={steps + SKIP}", "train.log_every=5",
-            "train.checkpoint_every=1000000", "train.tensorboard=false", "train.progress=false", *SWITCHES[switch]])
+            "train.checkpoint_every=1000000", "train.tensorboard=false", "train.progress=false",
+            *(AS_BEFORE_OVERRIDES if switch == AS_BEFORE else SWITCHES[switch])])
         started = time.perf_counter()
         result = pretrain(cfg)
         wall = time.perf_counter() - started
         timed_steps = timed_s = 0.0
         previous = 0
-        for record in read_metrics(result.run_dir / "metrics.jsonl"):
+        # read as plain JSON lines: an earlier checkout (--baseline) has no shared reader at today's module path
+        lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+        for record in (json.loads(line) for line in lines if line.strip()):
             if "img_per_s" not in record:
                 continue
             window = record["step"] - previous
@@ -176,7 +186,31 @@ def table(payload: dict) -> str:
     lines += ["", f"steady step: the loop's own throughput over steps {SKIP + 1}-{SKIP + payload['steps']}, best of "
               "the rounds; start-up: the run's wall time minus its steps at that rate (process set-up, first steps, "
               "compilation)."]
+    if "baseline" in payload:
+        lines += ["", *before_after(payload)]
     return "\n".join(lines)
+
+
+def before_after(payload: dict) -> list[str]:
+    """Today's step against an earlier checkout's default, timed in the same interleaved rounds."""
+    base = payload["baseline"]
+    before = payload["runs"][f"before ({base['commit']})"]
+    lines = [f"Before / after, same run: {base['commit']}'s default step against today's. '{AS_BEFORE}' computes what "
+             f"the earlier default did ({' '.join(AS_BEFORE_OVERRIDES)}), so its loss must match to float rounding.",
+             "", "| code | steady step (s) | speed-up | final loss |", "|---|---:|---:|---:|"]
+    for label in (f"before ({base['commit']})", AS_BEFORE, "default"):
+        r = payload["runs"].get(label, {})
+        if "step_s" not in r or "step_s" not in before:
+            lines.append(f"| {label} | failed: {r.get('error', before.get('error', '?'))} | | |")
+            continue
+        lines.append(f"| {label} | {r['step_s']:.3f} | {before['step_s'] / r['step_s']:.2f}x | {r['final_loss']:.5f} |")
+    now, then = payload["rates"], base["rates"]
+    if "error" not in now and "error" not in then:
+        lines += ["", "ResNet-18 forward + backward (eager) as a fraction of the fp32 matmul rate: "
+                  f"before {100 * then['eager']['fraction_of_matmul']:.0f}% ({then['eager']['gflops']:.0f} of "
+                  f"{then['matmul_gflops']:.0f} GFLOP/s), after {100 * now['eager']['fraction_of_matmul']:.0f}% "
+                  f"({now['eager']['gflops']:.0f} of {now['matmul_gflops']:.0f} GFLOP/s)."]
+    return lines
 
 
 def main() -> None:
@@ -185,6 +219,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the fastest is kept")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--switches", nargs="+", choices=list(SWITCHES), default=list(SWITCHES))
+    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier commit (git worktree add DIR COMMIT): "
+                        "its default step and convolution rate are measured beside today's, in the same rounds")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--case", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,18 +234,31 @@ def main() -> None:
     if args.quick:
         args.steps, args.rounds, args.repeats = 5, 1, 2
     script = Path(__file__)
-    payload = {"machine": machine(), "steps": args.steps,
-               "rates": run_isolated(script, ["--case", "rates", "--repeats", str(args.repeats)]),
+    rates_args = ["--case", "rates", "--repeats", str(args.repeats)]
+    payload = {"machine": machine(), "steps": args.steps, "rates": run_isolated(script, rates_args),
                "phases": run_isolated(script, ["--case", "phases", "--repeats", str(args.repeats)]),
                "runs": {}}
-    runs: dict[str, list[dict]] = {name: [] for name in args.switches}
+    # label -> (switch, the checkout whose package runs it; None = this one)
+    cases: dict[str, tuple[str, Path | None]] = {name: (name, None) for name in args.switches}
+    if args.baseline:
+        tree = args.baseline.resolve()
+        if not (tree / "pixelssl" / "__init__.py").is_file():
+            parser.error(f"--baseline {tree}: no pixelssl package there (make one with git worktree add DIR COMMIT)")
+        commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or "?"
+        payload["baseline"] = {"tree": str(tree), "commit": commit,
+                               "rates": run_isolated(script, rates_args, package_tree=tree)}
+        cases[AS_BEFORE] = (AS_BEFORE, None)
+        cases[f"before ({commit})"] = ("default", tree)
+    runs: dict[str, list[dict]] = {label: [] for label in cases}
     for _ in range(args.rounds):
-        for name in args.switches:
-            print(f"running {name} ...", file=sys.stderr, flush=True)
-            runs[name].append(run_isolated(script, ["--case", "run", str(args.steps), *name.split()]))
-    for name, results in runs.items():
+        for label, (switch, tree) in cases.items():
+            print(f"running {label} ...", file=sys.stderr, flush=True)
+            runs[label].append(run_isolated(script, ["--case", "run", str(args.steps), *switch.split()],
+                                            package_tree=tree))
+    for label, results in runs.items():
         good = [r for r in results if "error" not in r]
-        payload["runs"][name] = min(good, key=lambda r: r["step_s"]) if good else results[0]
+        payload["runs"][label] = min(good, key=lambda r: r["step_s"]) if good else results[0]
     write_results("demo_step", payload, table(payload), quick=args.quick)
 
 

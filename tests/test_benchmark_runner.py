@@ -51,3 +51,31 @@ def test_results_folder_follows_the_environment(load_script, monkeypatch, tmp_pa
     assert common.RESULTS == BENCHMARKS / "results"
     common.write_results("probe_table", {"x": 1}, "| a |", quick=True)  # a smoke test never writes the real tables
     assert not (common.RESULTS / "probe_table.json").exists() and not (common.RESULTS / "probe_table.md").exists()
+
+
+def test_a_case_can_run_on_an_earlier_checkouts_package(load_script, monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    common = load_script(BENCHMARKS / "common.py")
+    (tmp_path / "tree" / "pixelssl").mkdir(parents=True)
+    (tmp_path / "tree" / "pixelssl" / "__init__.py").write_text("MARK = 'earlier checkout'\n")
+    case = tmp_path / "case.py"
+    case.write_text("import json, pixelssl\nprint(json.dumps({'mark': getattr(pixelssl, 'MARK', 'this one')}))\n")
+    assert common.run_isolated(case, [], package_tree=tmp_path / "tree") == {"mark": "earlier checkout"}
+    assert common.run_isolated(case, []) == {"mark": "this one"}
+
+
+def test_demo_step_before_after_table_compares_with_the_earlier_default(load_script, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.delitem(sys.modules, "common", raising=False)
+    demo_step = load_script(BENCHMARKS / "demo_step.py")
+    rates = {"matmul_gflops": 180.0, "eager": {"gflops": 120.0, "fraction_of_matmul": 120 / 180}}
+    payload = {"baseline": {"commit": "abc1234", "rates": {**rates, "eager": {"gflops": 90.0, "fraction_of_matmul": 0.5}}},
+               "rates": rates,
+               "runs": {"before (abc1234)": {"step_s": 1.5, "final_loss": -2.3},
+                        demo_step.AS_BEFORE: {"step_s": 1.2, "final_loss": -2.3},
+                        "default": {"error": "out of memory"}}}
+    text = "\n".join(demo_step.before_after(payload))
+    assert "| before (abc1234) | 1.500 | 1.00x | -2.30000 |" in text
+    assert f"| {demo_step.AS_BEFORE} | 1.200 | 1.25x | -2.30000 |" in text
+    assert "| default | failed: out of memory | | |" in text
+    assert "before 50% (90 of 180 GFLOP/s), after 67% (120 of 180 GFLOP/s)" in text

@@ -64,7 +64,7 @@ class InpaintModelConfig:
 
 @dataclass
 class InpaintLossConfig:
-    gamma: float = opt(0.9, "spatial discount of the hole L1 (release config: 0.9; the paper says 0.99)", gt=0, le=1)
+    gamma: float = opt(0.99, "spatial discount of the hole L1 (the paper's; release config 0.9)", gt=0, le=1)
     l1_alpha: float = opt(1.2, "weight of the discounted hole L1", ge=0)
     coarse_l1_alpha: float = opt(1.2, "weight of the coarse output inside the L1 and autoencoder terms", ge=0)
     ae_alpha: float = opt(1.2, "weight of the autoencoder L1 on the known region", ge=0)

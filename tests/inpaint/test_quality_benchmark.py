@@ -80,7 +80,7 @@ def test_quick_benchmark_measures_resumes_and_extends_a_budget(load_script, quic
     assert (results / "inpaint_quality.png").stat().st_size > 0
 
 
-def test_a_second_discount_trains_only_the_full_model_and_is_compared_with_the_default(load_script, quick_camvid):
+def test_a_second_discount_trains_only_the_full_model_and_is_compared_with_the_release_one(load_script, quick_camvid):
     bench = load_script(REPO / "benchmarks" / "inpaint_quality.py")
     common, results, runs = quick_camvid
     bench.main(common)
@@ -93,8 +93,9 @@ def test_a_second_discount_trains_only_the_full_model_and_is_compared_with_the_d
     assert [r["kind"] for r in new].count("calibration") == 1 and [r["kind"] for r in new].count("chunk") == 2
     assert len([p for p in runs.iterdir() if p.name.startswith("full_")]) == 2
     table = (results / "inpaint_quality.md").read_text()
-    assert "discount 0.9:" in table  # the main tables stay those of the default discount
-    assert "| 0.9 (default) | 2/2 |" in table and "| 0.99 | 2/2 |" in table
+    assert "discount 0.9:" in table  # the main tables stay those of the release discount
+    assert "| 0.9 (release) | 2/2 |" in table and "| 0.99 | 2/2 |" in table
+    assert "| 0.99 | 1 |" in table and "| 0.99 | 2 |" in table  # and chunk by chunk
     summary = json.loads((results / "inpaint_quality.json").read_text())
     assert summary["settings"]["train"]["gamma"] == 0.9
     default, paper = summary["discount"]
@@ -112,7 +113,7 @@ def test_discounts_are_compared_at_the_last_chunk_every_run_has_reached(load_scr
         metrics = {kind: {"hole_psnr": psnr, "hole_ssim": 0.5} for kind in bench.HOLES}
         per_image = {kind: {"hole_psnr": [psnr, psnr + 1, psnr + 2], "hole_ssim": [0.5, 0.5, 0.6]} for kind in bench.HOLES}
         return {"kind": "chunk", "model": "full", "train_key": bench.train_key("full", bench.with_gamma(args, gamma)),
-                "eval_key": ekey, "chunk": number, "chunks": 6, "steps": 10 * number, "metrics": metrics,
+                "eval_key": ekey, "chunk": number, "chunks": 6, "steps": 10 * number, "cpu_min": number, "metrics": metrics,
                 "per_image": per_image}
 
     rows = [chunk(0.9, 1, 10.0), chunk(0.9, 2, 11.0), chunk(0.9, 3, 12.0), chunk(0.99, 1, 10.5), chunk(0.99, 2, 13.0)]
@@ -120,6 +121,8 @@ def test_discounts_are_compared_at_the_last_chunk_every_run_has_reached(load_scr
     assert [(f["gamma"], f["chunk"]) for f in found] == [(0.9, 2), (0.99, 2)]  # not the default's chunk 3
     assert found[1]["large_hole_psnr_vs_default"]["mean"] == pytest.approx(2.0)  # 13 - 11, image by image
     assert "all scored at chunk 2" in lines[0]
+    assert [p["vs_default"]["large_hole_psnr"]["mean"] for p in found[1]["curve"]] == pytest.approx([0.5, 2.0])
+    assert "| 0.99 | 1 | 1.0 | +0.50 [+0.50, +0.50] |" in "\n".join(lines)
     assert bench.discount_comparison(rows[:3], bench.with_gamma(args, 0.9)) == ([], [])  # one discount: no section
 
 

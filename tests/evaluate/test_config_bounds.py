@@ -115,7 +115,7 @@ def test_unknown_keys_suggest_the_nearest_one_with_its_section():
                       "augmentation.flip_prob = 0.5  (in [0, 1])"]),
     (DetectionConfig, ["trainable_layers = 3  (in 0..5)", "warmup_factor = 0.001  (in (0, 1])"]),
     (InpaintConfig, ["data.synthetic.size = 128  (>= 16)", "model.ca_rate = 2  (1 | 2 | 4)",
-                     "loss.gamma = 0.9  (in (0, 1])"]),
+                     "loss.gamma = 0.99  (in (0, 1])"]),
     (SyntheticEvalSection, ["synthetic.num_classes = 6  (in 1..12)"]),
 ])
 def test_describe_lists_the_declared_bounds(schema, lines):

@@ -321,13 +321,14 @@ def discount_comparison(rows: list[dict], args: argparse.Namespace) -> tuple[lis
     base = by_chunk[BASE_GAMMA]
     for gamma, curve in by_chunk.items():
         row = curve[chunk]
-        diffs = _discount_differences(row, base[chunk]) if gamma != BASE_GAMMA else {}
+        by_c = {c: _discount_differences(curve[c], base[c]) for c in common} if gamma != BASE_GAMMA else {}
+        diffs = by_c.get(chunk, {})
         points = []
         for c in common:
             point = {"chunk": c, "cpu_min": curve[c]["cpu_min"],
                      **{f"{kind}_hole_psnr": curve[c]["metrics"][kind]["hole_psnr"] for kind in HOLES}}
-            if gamma != BASE_GAMMA:
-                point["vs_default"] = {f"{k}_{m}": d for (k, m), d in _discount_differences(curve[c], base[c]).items()}
+            if c in by_c:
+                point["vs_default"] = {f"{k}_{m}": d for (k, m), d in by_c[c].items()}
             points.append(point)
         found.append({"gamma": gamma, "chunk": row["chunk"], "steps": row["steps"], "base_steps": base[chunk]["steps"],
                       **{f"{kind}_{m}": row["metrics"][kind][m] for kind in HOLES for m in PER_IMAGE},

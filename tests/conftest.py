@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,11 +189,13 @@ def exported(tmp_path_factory):
 
 
 @pytest.fixture
-def load_script():
-    """Import a script that is not part of the package (a benchmark, an example) as a module, by path."""
+def load_script(monkeypatch):
+    """Import a script that is not part of the package (a benchmark, an example) as a module, by path. Each load
+    imports its sibling ``common`` afresh: the benchmarks' ``common`` reads PIXELSSL_BENCH_RESULTS when imported."""
     import importlib.util
 
     def load(path: Path):
+        monkeypatch.delitem(sys.modules, "common", raising=False)
         spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

@@ -1,7 +1,6 @@
 """benchmarks/run_all.py (`make bench`): its options, and that --quick never writes over the measured tables."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -44,7 +43,6 @@ def test_results_folder_follows_the_environment(load_script, monkeypatch, tmp_pa
     assert common.RESULTS == tmp_path
     common.write_results("probe_table", {"x": 1}, "| a |")
     assert (tmp_path / "probe_table.json").is_file() and (tmp_path / "probe_table.md").read_text() == "| a |\n"
-    monkeypatch.delitem(sys.modules, "common", raising=False)  # an earlier test may have imported it without the variable
     assert load_script(BENCHMARKS / "augment_speed.py").RESULTS == tmp_path  # the scripts that write their own JSON follow it too
     monkeypatch.delenv("PIXELSSL_BENCH_RESULTS")
     common = load_script(BENCHMARKS / "common.py")
@@ -66,7 +64,6 @@ def test_a_case_can_run_on_an_earlier_checkouts_package(load_script, monkeypatch
 
 def test_demo_step_before_after_table_compares_with_the_earlier_default(load_script, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
-    monkeypatch.delitem(sys.modules, "common", raising=False)
     demo_step = load_script(BENCHMARKS / "demo_step.py")
     rates = {"matmul_gflops": 180.0, "eager": {"gflops": 120.0, "fraction_of_matmul": 120 / 180}}
     payload = {"baseline": {"commit": "abc1234", "rates": {**rates, "eager": {"gflops": 90.0, "fraction_of_matmul": 0.5}}},
